@@ -1,0 +1,1 @@
+"""The outside world behind small ports: databases, engines, signers, sinks."""

@@ -1,0 +1,1 @@
+"""The event log: eventsourcing recorders with a global hash chain."""

@@ -1,0 +1,1 @@
+"""HTTP API (litestar), auth, error mapping, observability and the CLI."""

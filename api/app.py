@@ -1,0 +1,71 @@
+"""The composition root: create_app(settings) wires everything into a Litestar app."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import structlog
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from api.auth import jwt_auth
+from api.controllers.catalog import CatalogController
+from api.controllers.datasets import DatasetController
+from api.controllers.log import LogController
+from api.controllers.ops import healthz, metrics, readyz
+from api.logging import configure_logging, request_logging
+from api.problems import problem_plugin
+from api.services import Services, build_services
+from api.settings import Settings, get_settings
+from domain.errors import DomainError
+
+if TYPE_CHECKING:
+    from litestar.types import Scope
+
+
+_log = structlog.get_logger("conductor.http")
+
+
+async def log_unexpected(error: Exception, scope: Scope) -> None:
+    """Log errors that become 5xx with their traceback (4xx are the client's)."""
+    status = getattr(error, "status_code", 500)
+    if status >= 500 and not isinstance(error, DomainError):  # noqa: PLR2004
+        _log.error("request_failed", route=scope.get("path_template"), exc_info=error)
+
+
+def create_app(
+    settings: Settings | None = None, *, services: Services | None = None
+) -> Litestar:
+    """Build the API over a fresh (or given) service graph."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+    wired = services or build_services(settings)
+    auth = jwt_auth(settings.resolved_jwt_secret())
+    app = Litestar(
+        route_handlers=[
+            DatasetController, CatalogController, LogController, healthz, readyz, metrics,
+        ],
+        dependencies={"services": Provide(lambda: wired, sync_to_thread=False)},
+        on_app_init=[auth.on_app_init],
+        plugins=[problem_plugin()],
+        request_max_body_size=settings.max_body_bytes,
+        after_exception=[log_unexpected],
+        on_startup=[wired.start],
+        on_shutdown=[wired.close],
+        openapi_config=OpenAPIConfig(
+            title="Conductor",
+            version="0.1.0",
+            description="Event-sourced governance control plane",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+            security=[{"BearerToken": []}],
+            components=[auth.openapi_components],
+        ),
+        debug=False,
+    )
+    # Outermost, so that 401s from the auth middleware and unmatched routes
+    # get their log line and latency sample too.
+    app.asgi_handler = request_logging(wired.metrics)(app.asgi_handler)
+    return app

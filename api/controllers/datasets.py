@@ -1,0 +1,345 @@
+"""/v1/datasets: registry commands (write model) and catalog queries (read model)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import Parameter
+
+from api.auth import requires
+from api.problems import Problem
+from api.requests import (
+    command_response,
+    expected_version,
+    idempotency,
+    principal,
+    read_model,
+)
+from api.schemas import (
+    ColumnIn,
+    ColumnOut,
+    CommandAccepted,
+    DatasetCreate,
+    DatasetOut,
+    DatasetPage,
+    DatasetUpdate,
+    HistoryOut,
+    LineageEdgeOut,
+    LineageLink,
+    LineageNodeOut,
+    LineageOut,
+    LogEntryOut,
+)
+from domain.values import Column, DatasetSpec
+from projections.catalog import CatalogQuery
+
+from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+
+if TYPE_CHECKING:
+    from application.ports import LogEntry
+    from domain.dataset import Dataset
+    from projections.catalog import CatalogRow
+
+MAX_LIMIT = 200
+
+
+def _columns(columns: list[ColumnIn]) -> tuple[Column, ...]:
+    return tuple(Column(c.name, c.classification) for c in columns)
+
+
+def spec_from(body: DatasetCreate) -> DatasetSpec:
+    return DatasetSpec(
+        name=body.name,
+        license=body.license,
+        purposes=tuple(body.purposes),
+        retention=body.retention,
+        region=body.region,
+        contract_version=body.contract_version,
+        description=body.description,
+        contract_status=body.contract_status,
+        tags=tuple(body.tags),
+        owner=body.owner,
+        location=body.location,
+        columns=_columns(body.columns),
+    )
+
+
+def changes_from(body: DatasetUpdate) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for name in body.__struct_fields__:
+        value = getattr(body, name)
+        if value is msgspec.UNSET:
+            continue
+        if name == "columns":
+            value = _columns(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        changes[name] = value
+    return changes
+
+
+def dataset_out(dataset: Dataset) -> DatasetOut:
+    return DatasetOut(
+        id=dataset.id,
+        tenant=dataset.tenant,
+        name=dataset.name,
+        description=dataset.description,
+        license=dataset.license,
+        purposes=list(dataset.purposes),
+        retention=dataset.retention,
+        region=dataset.region,
+        contract_version=dataset.contract_version,
+        contract_status=dataset.contract_status,
+        tags=list(dataset.tags),
+        owner=dataset.owner,
+        location=dataset.location,
+        columns=[ColumnOut(name=c.name, classification=c.classification)
+                 for c in dataset.columns],
+        upstream=list(dataset.upstream),
+        status="retired" if dataset.retired else "active",
+        version=dataset.version,
+        created_at=dataset.created_on,
+        updated_at=dataset.modified_on,
+    )
+
+
+def row_out(row: CatalogRow) -> DatasetOut:
+    return DatasetOut(
+        id=row.id,
+        tenant=row.tenant,
+        name=row.name,
+        description=row.description,
+        license=row.license,
+        purposes=list(row.purposes),
+        retention=row.retention,
+        region=row.region,
+        contract_version=row.contract_version,
+        contract_status=row.contract_status,
+        tags=list(row.tags),
+        owner=row.owner,
+        location=row.location,
+        columns=[ColumnOut(name=n, classification=c) for n, c in row.columns],
+        upstream=list(row.upstream),
+        status=row.status,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        position=row.position,
+    )
+
+
+def entry_out(entry: LogEntry) -> LogEntryOut:
+    return LogEntryOut(
+        position=entry.position,
+        originator_id=entry.originator_id,
+        version=entry.version,
+        topic=entry.topic,
+        state=msgspec.json.decode(entry.state),
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
+    )
+
+
+def _query_hash(query: CatalogQuery) -> str:
+    key = json.dumps([query.q, query.license, query.purpose, query.region, query.tag,
+                      query.status])
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def encode_cursor(query: CatalogQuery, after: tuple[Any, int]) -> str:
+    raw = json.dumps({"k": after[0], "r": after[1], "q": _query_hash(query)})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
+    bad = Problem(
+        400,
+        "the 'after' cursor is not one this search returned",
+        errors=[{"field": "after", "rule": "cursor",
+                 "message": "pass the 'next' value of the previous page unchanged"}],
+    )
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key, rid, digest = data["k"], data["r"], data["q"]
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise bad from None
+    if digest != _query_hash(query) or not isinstance(rid, int) or not isinstance(
+        key, str | float | int
+    ):
+        raise bad
+    return key, rid
+
+
+Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT)]
+Depth = Annotated[int, Parameter(ge=1, le=20)]
+Text = Annotated[str | None, Parameter(max_length=200)]
+
+
+class DatasetController(Controller):
+    """Register, amend, link, retire and read datasets; search the catalog."""
+
+    path = "/v1/datasets"
+    tags = ["datasets"]  # noqa: RUF012
+
+    @post("/", operation_id="RegisterDataset", guards=[requires("catalog.write")],
+          sync_to_thread=True, status_code=201)
+    def register_dataset(
+        self, request: Request[Any, Any, Any], data: DatasetCreate, services: Services
+    ) -> Response[CommandAccepted]:
+        """Register a dataset; the identical registration again is a 200 no-op."""
+        result = services.datasets.register_dataset(
+            tenant=principal(request).tenant,
+            spec=spec_from(data),
+            upstream=data.upstream,
+            idempotency=idempotency(request, data),
+        )
+        return command_response(services, result)
+
+    @get("/{dataset_id:uuid}", operation_id="GetDataset",
+         guards=[requires("catalog.read")], sync_to_thread=True)
+    def get_dataset(
+        self, request: Request[Any, Any, Any], dataset_id: UUID, services: Services
+    ) -> Response[DatasetOut]:
+        """The dataset as the write model holds it, with its version as ETag."""
+        dataset = services.datasets.get_dataset(
+            tenant=principal(request).tenant, dataset_id=dataset_id
+        )
+        return Response(dataset_out(dataset), headers={"ETag": f'"{dataset.version}"'})
+
+    @patch("/{dataset_id:uuid}", operation_id="AmendDataset",
+           guards=[requires("catalog.write")], sync_to_thread=True)
+    def amend_dataset(
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: UUID,
+        data: DatasetUpdate,
+        services: Services,
+    ) -> Response[CommandAccepted]:
+        """Change some fields; needs If-Match with the version you read."""
+        version = expected_version(request, required=True)
+        assert version is not None
+        result = services.datasets.amend_dataset(
+            tenant=principal(request).tenant,
+            dataset_id=dataset_id,
+            changes=changes_from(data),
+            expected_version=version,
+            idempotency=idempotency(request, data),
+        )
+        return command_response(services, result)
+
+    @post("/{dataset_id:uuid}/lineage", operation_id="LinkLineage",
+          guards=[requires("catalog.write")], sync_to_thread=True, status_code=200)
+    def link_lineage(
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: UUID,
+        data: LineageLink,
+        services: Services,
+    ) -> Response[CommandAccepted]:
+        """Add upstream datasets; a cycle is refused (409 naming it)."""
+        result = services.datasets.link_lineage(
+            tenant=principal(request).tenant,
+            dataset_id=dataset_id,
+            upstream=data.upstream,
+            idempotency=idempotency(request, data),
+        )
+        return command_response(services, result)
+
+    @delete("/{dataset_id:uuid}", operation_id="RetireDataset",
+            guards=[requires("catalog.write")], sync_to_thread=True, status_code=200)
+    def retire_dataset(
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: UUID,
+        services: Services,
+        reason: Text = None,
+    ) -> Response[CommandAccepted]:
+        """Retire the dataset (an event; its history stays)."""
+        result = services.datasets.retire_dataset(
+            tenant=principal(request).tenant,
+            dataset_id=dataset_id,
+            reason=reason or "",
+            expected_version=expected_version(request, required=False),
+            idempotency=idempotency(request, {"retire": str(dataset_id),
+                                              "reason": reason or ""}),
+        )
+        return command_response(services, result)
+
+    @get("/{dataset_id:uuid}/history", operation_id="DatasetHistory",
+         guards=[requires("catalog.read")], sync_to_thread=True)
+    def dataset_history(
+        self, request: Request[Any, Any, Any], dataset_id: UUID, services: Services
+    ) -> HistoryOut:
+        """Every event of the dataset with its position and chain hashes."""
+        entries = services.datasets.dataset_history(
+            tenant=principal(request).tenant, dataset_id=dataset_id
+        )
+        return HistoryOut(id=dataset_id, entries=[entry_out(e) for e in entries])
+
+    @get("/", operation_id="SearchDatasets", guards=[requires("catalog.read")],
+         sync_to_thread=True)
+    def search_datasets(  # noqa: PLR0913
+        self,
+        request: Request[Any, Any, Any],
+        services: Services,
+        q: Text = None,
+        license: Text = None,  # noqa: A002
+        purpose: Text = None,
+        region: Text = None,
+        tag: Text = None,
+        status: Literal["active", "retired", "any"] = "active",
+        after: Annotated[str | None, Parameter(max_length=512)] = None,
+        limit: Limit = 20,
+    ) -> Response[DatasetPage]:
+        """Full-text search with facet counts, filters and a keyset cursor."""
+        runner = services.runners["catalog"]
+        headers = read_model(request, runner, services.settings.min_position_wait_s)
+        query = CatalogQuery(
+            tenant=principal(request).tenant, q=q or "", license=license,
+            purpose=purpose, region=region, tag=tag, status=status, limit=limit,
+        )
+        if after:
+            query = dataclasses.replace(query, after=decode_cursor(query, after))
+        page = services.catalog.search(query)
+        body = DatasetPage(
+            items=[row_out(r) for r in page.items],
+            total=page.total,
+            facets=page.facets,
+            next=encode_cursor(query, page.next_after) if page.next_after else None,
+        )
+        return Response(body, headers=headers)
+
+    @get("/{dataset_id:uuid}/lineage", operation_id="DatasetLineage",
+         guards=[requires("catalog.read")], sync_to_thread=True)
+    def dataset_lineage(
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: UUID,
+        services: Services,
+        direction: Literal["up", "down"] = "up",
+        depth: Depth = 3,
+    ) -> Response[LineageOut]:
+        """Upstream or downstream datasets up to ``depth`` hops (read model)."""
+        runner = services.runners["catalog"]
+        headers = read_model(request, runner, services.settings.min_position_wait_s)
+        tenant = principal(request).tenant
+        if services.catalog.get(tenant, dataset_id) is None:
+            raise Problem(404, f"dataset {dataset_id} not found")
+        graph = services.catalog.lineage(tenant, dataset_id, direction, depth)
+        body = LineageOut(
+            root=dataset_id,
+            direction=direction,
+            depth=depth,
+            nodes=[LineageNodeOut(id=n.id, name=n.name, status=n.status, depth=n.depth)
+                   for n in graph.nodes],
+            edges=[LineageEdgeOut(downstream=d, upstream=u) for d, u in graph.edges],
+        )
+        return Response(body, headers=headers)

@@ -1,0 +1,46 @@
+"""Health, readiness and Prometheus metrics (no auth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+
+@get("/healthz", operation_id="Health", tags=["ops"], sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@get("/readyz", operation_id="Ready", tags=["ops"], sync_to_thread=True)
+def readyz(services: Services) -> Response[dict[str, Any]]:
+    """The database answers and every projection runs without errors."""
+    checks: dict[str, Any] = {}
+    ready = True
+    try:
+        head = services.ledger.head()
+        checks["log"] = {"position": head.position}
+    except Exception as error:  # noqa: BLE001 - reported as not ready
+        ready = False
+        checks["log"] = {"error": type(error).__name__}
+    for name, runner in services.runners.items():
+        status = runner.status()
+        ok = status.running and not status.error
+        ready = ready and ok
+        checks[name] = {"position": status.position, "lag": status.lag,
+                        "running": status.running, "error": status.error or None}
+    return Response(
+        {"status": "ready" if ready else "not-ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@get("/metrics", operation_id="Metrics", tags=["ops"], sync_to_thread=False,
+     include_in_schema=False)
+def metrics(services: Services) -> Response[bytes]:
+    """Prometheus exposition."""
+    return Response(generate_latest(services.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,100 @@
+"""structlog: JSON lines (ids and hashes only), one canonical line per request."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+    from api.metrics import Metrics
+    from api.settings import Settings
+
+_REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def configure_logging(settings: Settings) -> None:
+    """The house processor chain; JSON unless console output was asked for."""
+    level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer()
+        if settings.log_format == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # Tracebacks without locals: locals would carry request bodies.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def request_logging(metrics: Metrics) -> Any:
+    """ASGI middleware: request id, one log line and one latency sample per request."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        log = structlog.get_logger("conductor.http")
+
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            headers = dict(scope.get("headers", []))
+            incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+            request_id = (
+                incoming
+                if 0 < len(incoming) <= 64 and set(incoming) <= _REQUEST_ID_OK
+                else uuid.uuid4().hex
+            )
+            status = 500
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ]
+                await send(message)
+
+            structlog.contextvars.bind_contextvars(request_id=request_id)
+            try:
+                await app(scope, receive, send_wrapper)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = scope.get("path_template") or "unmatched"
+                user = scope.get("user")
+                metrics.request_seconds.labels(scope["method"], route, str(status)).observe(
+                    elapsed
+                )
+                log.info(
+                    "request_handled",
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    ms=round(elapsed * 1000, 2),
+                    tenant=getattr(user, "tenant", None),
+                    sub=getattr(user, "sub", None),
+                )
+                structlog.contextvars.unbind_contextvars("request_id")
+
+        return handle
+
+    return middleware

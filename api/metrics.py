@@ -1,0 +1,85 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from projections.runner import BatchRunner
+
+
+class _ProjectionCollector:
+    """Projection position and lag, read at scrape time (never stale)."""
+
+    def __init__(self, runners: Callable[[], list[BatchRunner]]) -> None:
+        self._runners = runners
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            "conductor_projection_lag_events",
+            "Events in the log the projection has not processed yet",
+            labels=["projection"],
+        )
+        position = GaugeMetricFamily(
+            "conductor_projection_position",
+            "Last log position the projection has processed",
+            labels=["projection"],
+        )
+        for runner in self._runners():
+            status = runner.status()
+            lag.add_metric([runner.name], status.lag)
+            position.add_metric([runner.name], status.position)
+        yield lag
+        yield position
+
+
+class Metrics:
+    """Every metric the service exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.request_seconds = Histogram(
+            "conductor_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.events_appended = Counter(
+            "conductor_events_appended_total",
+            "Events appended to the log by this process",
+            registry=self.registry,
+        )
+        self.commit_batch = Histogram(
+            "conductor_group_commit_events",
+            "Events per group-commit transaction",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.projected_events = Counter(
+            "conductor_projection_events_total",
+            "Events read by each projection",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.catalog_coverage = Gauge(
+            "conductor_catalog_coverage_ratio",
+            "Share of a tenant's data files registered in the catalog",
+            ["tenant"],
+            registry=self.registry,
+        )
+
+    def watch_projections(self, runners: Callable[[], list[BatchRunner]]) -> None:
+        self.registry.register(_ProjectionCollector(runners))  # type: ignore[arg-type]
+
+    def committed(self, _position: int, events: int) -> None:
+        self.events_appended.inc(events)
+        self.commit_batch.observe(events)
+
+    def projected(self, name: str, events: int, _position: int) -> None:
+        self.projected_events.labels(name).inc(events)

@@ -1,0 +1,120 @@
+"""Request plumbing shared by controllers: headers, preconditions, read-your-writes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request, Response
+
+from api.auth import Principal
+from api.problems import Problem
+from api.schemas import CommandAccepted
+from application.base import IdempotencyKey
+
+if TYPE_CHECKING:
+    from api.services import Services
+    from application.base import CommandResult
+    from projections.runner import BatchRunner
+
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def principal(request: Request[Any, Any, Any]) -> Principal:
+    user = request.user
+    if not isinstance(user, Principal):  # pragma: no cover - guarded routes only
+        raise Problem(401, "no principal on this request")
+    return user
+
+
+def expected_version(request: Request[Any, Any, Any], *, required: bool) -> int | None:
+    """The version from If-Match: missing -> 428 (if required), garbage -> 400."""
+    raw = request.headers.get("if-match")
+    if raw is None:
+        if required:
+            raise Problem(
+                428,
+                'send If-Match: "<version>" (the ETag from GET) to change this dataset',
+                errors=[{"field": "If-Match", "rule": "required",
+                         "message": "conditional request required"}],
+            )
+        return None
+    match = _ETAG.match(raw)
+    if match is None:
+        raise Problem(
+            400,
+            'If-Match must be a version ETag such as "3"',
+            errors=[{"field": "If-Match", "rule": "etag", "message": "not a version ETag"}],
+        )
+    return int(match.group(1))
+
+
+def idempotency(request: Request[Any, Any, Any], body: Any) -> IdempotencyKey | None:
+    """The Idempotency-Key header and the fingerprint of this exact request."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not _KEY.fullmatch(key):
+        raise Problem(
+            400,
+            "Idempotency-Key must be 1-255 printable ASCII characters",
+            errors=[{"field": "Idempotency-Key", "rule": "pattern",
+                     "message": "1-255 printable ASCII characters"}],
+        )
+    digest = hashlib.sha256()
+    digest.update(f"{request.method} {request.url.path}\n".encode())
+    digest.update(msgspec.json.encode(body))
+    return IdempotencyKey(key, digest.hexdigest())
+
+
+def command_response(
+    services: Services, result: CommandResult, *, status: int = 200
+) -> Response[CommandAccepted]:
+    """The reply to a command: ids, version, position, ETag; replays say so."""
+    position = result.position
+    if position is None:
+        position = services.datasets.last_position(result.id)
+    headers = {"ETag": f'"{result.version}"'}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if result.created:
+        status = 201
+        headers["Location"] = f"/v1/datasets/{result.id}"
+    return Response(
+        CommandAccepted(id=result.id, version=result.version, position=position),
+        status_code=status,
+        headers=headers,
+    )
+
+
+def read_model(
+    request: Request[Any, Any, Any], runner: BatchRunner, wait_s: float
+) -> dict[str, str]:
+    """Honour x-ig-min-position, then report the view's position and lag."""
+    raw = request.headers.get("x-ig-min-position")
+    if raw is not None:
+        if not raw.isdigit() or len(raw) > 18:
+            raise Problem(
+                400,
+                "x-ig-min-position must be a non-negative integer log position",
+                errors=[{"field": "x-ig-min-position", "rule": "integer",
+                         "message": "not a log position"}],
+            )
+        wanted = int(raw)
+        if not runner.wait(wanted, wait_s):
+            status = runner.status()
+            raise Problem(
+                503,
+                f"the {runner.name} view is at position {status.position}, "
+                f"behind the requested {wanted}",
+                kind="projection-lagging",
+                title="The read model has not caught up yet",
+                headers={"Retry-After": "1"},
+                position=status.position,
+                minPosition=wanted,
+            )
+    status = runner.status()
+    return {"x-ig-position": str(status.position), "x-ig-lag-events": str(status.lag)}

@@ -1,0 +1,102 @@
+"""The wired object graph the API, the CLI and the scripts share."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import structlog
+
+from adapters.catalog_sqlite import SQLiteCatalogView
+from adapters.datafiles import LocalDataFiles
+from adapters.ledger.store import Ledger, open_ledger
+from api.metrics import Metrics
+from application.catalog import CatalogQueries
+from application.datasets import Datasets
+from projections.catalog import CatalogProjection, CatalogView
+from projections.runner import BatchRunner
+
+if TYPE_CHECKING:
+    from api.settings import Settings
+
+log = structlog.get_logger("conductor")
+
+
+def catalog_view(ledger: Ledger) -> CatalogView:
+    """The catalog view for the ledger's backend, in the same database."""
+    if ledger.backend == "postgres":
+        from adapters.catalog_postgres import PostgresCatalogView  # noqa: PLC0415
+
+        return ledger.factory.tracking_recorder(PostgresCatalogView)  # type: ignore[arg-type,return-value]
+    return ledger.factory.tracking_recorder(SQLiteCatalogView)  # type: ignore[arg-type,return-value]
+
+
+class Services:
+    """Everything a request or a command needs, built once per process.
+
+    A plain class on purpose: litestar would try to validate a dataclass
+    dependency field by field.
+    """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        settings: Settings,
+        ledger: Ledger,
+        datasets: Datasets,
+        catalog: CatalogView,
+        queries: CatalogQueries,
+        runners: dict[str, BatchRunner],
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.datasets = datasets
+        self.catalog = catalog
+        self.queries = queries
+        self.runners = runners
+        self.metrics = metrics
+        self._closed = threading.Event()
+
+    def start(self) -> None:
+        """Catch the projections up in the background and follow the log."""
+        for runner in self.runners.values():
+            runner.start()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for runner in self.runners.values():
+            runner.stop()
+        self.ledger.close()
+
+
+def build_services(settings: Settings) -> Services:
+    """Open the log, the applications, the views and their runners."""
+    ledger = open_ledger(settings.resolved_database_url, pool_size=settings.pool_size)
+    ledger.chained.idempotency_ttl_s = settings.idempotency_ttl_s
+    datasets = Datasets(ledger, regions=frozenset(settings.regions))
+    view = catalog_view(ledger)
+    metrics = Metrics()
+    runner = BatchRunner(
+        projection=CatalogProjection(view=view),
+        recorder=ledger.recorder,
+        mapper=datasets.mapper,
+        batch_size=settings.projection_batch,
+        poll_interval=settings.projection_poll_s,
+        on_batch=metrics.projected,
+    )
+    runners = {runner.name: runner}
+    ledger.chained.add_listener(metrics.committed)
+    ledger.chained.add_listener(runner.wake)
+    metrics.watch_projections(lambda: list(runners.values()))
+    return Services(
+        settings=settings,
+        ledger=ledger,
+        datasets=datasets,
+        catalog=view,
+        queries=CatalogQueries(view, LocalDataFiles(settings.data_root_path)),
+        runners=runners,
+        metrics=metrics,
+    )

@@ -1,0 +1,102 @@
+"""One Settings object, read from CONDUCTOR_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+PREFIX = "CONDUCTOR_"
+_LISTS = ("regions",)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Runtime configuration; every field maps to CONDUCTOR_<FIELD_NAME>."""
+
+    var: str = "./var"
+    """Where the embedded database, keys and secrets live."""
+    database_url: str = ""
+    """sqlite:///path or postgresql://user:pass@host:port/db; default SQLite in var."""
+    data_root: str = ""
+    """Where dataset locations may point (per tenant subfolder); default var/data."""
+    jwt_secret: str = ""
+    """HS256 secret; default: generated once into var/jwt-secret."""
+    regions: tuple[str, ...] = ("US", "EU", "UK")
+    """Regions a dataset may be registered in (comma-separated in the env)."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    log_format: str = "json"
+    """json (default) or console."""
+    max_body_bytes: int = 1024 * 1024
+    """Request bodies above this get 413."""
+    min_position_wait_s: float = 2.0
+    """How long x-ig-min-position waits for a projection before a 503."""
+    projection_batch: int = 1000
+    projection_poll_s: float = 0.5
+    idempotency_ttl_s: float = 24 * 3600.0
+    coverage_interval_s: float = 60.0
+    """How often the coverage gauge is refreshed."""
+    pool_size: int = 8
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from CONDUCTOR_* keys (others ignored), strictly typed."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, object] = {}
+        for key, value in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX):].lower()
+            if name not in cls.__struct_fields__:
+                continue
+            raw[name] = (
+                tuple(v.strip() for v in value.split(",") if v.strip())
+                if name in _LISTS
+                else value
+            )
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as error:
+            msg = f"invalid CONDUCTOR_* setting: {error}"
+            raise ValueError(msg) from error
+
+    @property
+    def var_path(self) -> Path:
+        return Path(self.var)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.var_path / 'conductor.db'}"
+
+    @property
+    def data_root_path(self) -> Path:
+        return Path(self.data_root) if self.data_root else self.var_path / "data"
+
+    def resolved_jwt_secret(self) -> str:
+        """The configured secret, or one generated once into var/jwt-secret (0600)."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.var_path / "jwt-secret"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it first
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the process environment (cached)."""
+    return Settings.from_env()

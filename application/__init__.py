@@ -1,0 +1,1 @@
+"""Use cases: eventsourcing Applications with command and query methods."""

@@ -1,0 +1,75 @@
+"""Ports: what the application needs from the outside, as Protocols and records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from uuid import UUID
+
+    from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One stored event with its place in the global hash chain."""
+
+    position: int
+    originator_id: UUID
+    version: int
+    topic: str
+    state: bytes
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogHead:
+    """The tip of the chain: last position, its hash and how many events."""
+
+    position: int
+    hash: str
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A command's outcome kept under its Idempotency-Key, saved with its events.
+
+    ``position`` is filled in by the recorder (the last event of the save).
+    """
+
+    tenant: str
+    key: str
+    fingerprint: str
+    response: bytes
+    position: int | None = None
+
+
+class EventLog(Protocol):
+    """The shared event log the applications and projections stand on."""
+
+    env: Mapping[str, str]
+    factory: InfrastructureFactory
+    recorder: ApplicationRecorder
+
+    def entries(self, *, after: int, limit: int) -> Sequence[LogEntry]:
+        """Events with positions > after, in position order."""
+
+    def entries_for(self, originator_id: UUID) -> Sequence[LogEntry]:
+        """One aggregate's events, in version order."""
+
+    def head(self) -> LogHead:
+        """The chain tip."""
+
+    def find_idempotency(self, tenant: str, key: str) -> IdempotencyRecord | None:
+        """The outcome recorded under an Idempotency-Key, if any (and not expired)."""
+
+
+class DataFiles(Protocol):
+    """Where tenants' data files live (the catalog coverage scans it)."""
+
+    def list_files(self, tenant: str) -> Sequence[str]:
+        """Relative paths of the tenant's data files (csv, jsonl, ndjson)."""

@@ -1,0 +1,1 @@
+"""Pure domain model: aggregates, their events, value objects and domain errors."""

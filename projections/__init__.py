@@ -1,0 +1,1 @@
+"""Read side: projections that fold the event log into query-ready views."""

@@ -1,0 +1,250 @@
+"""The catalog read model: search with facets, lineage and coverage.
+
+The view interface lives here; SQLite and PostgreSQL views live in adapters/.
+The projection folds a whole batch of events into final rows in memory, so a
+view writes each touched dataset once per batch, rows and tracking in one
+transaction (exactly once).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking, TrackingRecorder
+from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
+
+from domain.dataset import Dataset
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+    from uuid import UUID
+
+STATUSES = ("active", "retired")
+FACETS = ("license", "purpose", "region")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRow:
+    """One dataset as the catalog shows it."""
+
+    id: UUID
+    tenant: str
+    name: str
+    description: str
+    license: str
+    purposes: tuple[str, ...]
+    retention: str
+    region: str
+    contract_version: str
+    contract_status: str
+    tags: tuple[str, ...]
+    owner: str
+    location: str
+    columns: tuple[tuple[str, str], ...]
+    upstream: tuple[UUID, ...]
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogQuery:
+    """A search: free text, facet filters and a keyset cursor."""
+
+    tenant: str
+    q: str = ""
+    license: str | None = None
+    purpose: str | None = None
+    region: str | None = None
+    tag: str | None = None
+    status: Literal["active", "retired", "any"] = "active"
+    after: tuple[float, int] | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogPage:
+    """A page of results, the facet counts of the whole result, the next cursor."""
+
+    items: Sequence[CatalogRow]
+    total: int
+    facets: dict[str, dict[str, int]]
+    next_after: tuple[float, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LineageNode:
+    id: UUID
+    name: str
+    status: str
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineageGraphView:
+    """Datasets reachable from a root, and the edges (downstream -> upstream)."""
+
+    nodes: Sequence[LineageNode]
+    edges: Sequence[tuple[UUID, UUID]]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogStats:
+    """Per-tenant counts behind the coverage figures."""
+
+    active: int
+    retired: int
+    with_columns: int
+    with_contract: int
+    locations: tuple[str, ...] = field(default=())
+
+
+class CatalogView(TrackingRecorder):
+    """What the catalog projection writes and what the API reads."""
+
+    @abstractmethod
+    def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, CatalogRow]:
+        """Current rows for these ids (missing ids are left out)."""
+
+    @abstractmethod
+    def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
+        """Upsert rows and record tracking, in one transaction."""
+
+    @abstractmethod
+    def search(self, query: CatalogQuery) -> CatalogPage:
+        """Ranked full-text search with facet counts and a keyset cursor."""
+
+    @abstractmethod
+    def get(self, tenant: str, dataset_id: UUID) -> CatalogRow | None:
+        """One row, if it exists in this tenant."""
+
+    @abstractmethod
+    def lineage(
+        self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
+    ) -> LineageGraphView:
+        """Walk the lineage from ``root`` up to ``depth`` hops."""
+
+    @abstractmethod
+    def stats(self, tenant: str) -> CatalogStats:
+        """Counts behind the coverage figures."""
+
+    @abstractmethod
+    def rows(self, *, after: UUID | None, limit: int) -> Sequence[CatalogRow]:
+        """Every row across tenants in id order (for rebuild comparisons)."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Drop every row and the tracking position (before a rebuild)."""
+
+
+DATASET_TOPICS = tuple(
+    get_topic(cls)
+    for cls in (Dataset.Registered, Dataset.Amended, Dataset.LineageLinked,
+                Dataset.Retired)
+)
+
+
+class CatalogBatch:
+    """Rows touched by a batch of events, folded in memory."""
+
+    def __init__(self, rows: dict[UUID, CatalogRow]) -> None:
+        self.rows = rows
+
+    def update(self, event: Any, tracking: Tracking, **changes: Any) -> None:
+        row = self.rows.get(event.originator_id)
+        if row is None:  # an event for a dataset the view never saw: skip it
+            return
+        self.rows[event.originator_id] = replace(
+            row,
+            version=event.originator_version,
+            updated_at=event.timestamp,
+            position=tracking.notification_id,
+            **changes,
+        )
+
+
+class CatalogProjection(Projection[CatalogView]):
+    """Folds Dataset events into catalog rows."""
+
+    name = "catalog"
+    topics = DATASET_TOPICS
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """One event at a time (the library's ProjectionRunner calls this)."""
+        self.process_batch([(domain_event, tracking)], tracking)
+
+    def process_batch(
+        self, items: Sequence[tuple[Any, Tracking]], tracking: Tracking
+    ) -> None:
+        """Fold a batch of events, then write rows and ``tracking`` at once."""
+        ids = list(dict.fromkeys(event.originator_id for event, _ in items))
+        batch = CatalogBatch(self.view.load_rows(ids) if ids else {})
+        before = dict(batch.rows)
+        for event, event_tracking in items:
+            self.apply(event, event_tracking, batch)
+        changed = [row for key, row in batch.rows.items() if before.get(key) is not row]
+        self.view.write_batch(changed, tracking)
+
+    @singledispatchmethod
+    def apply(self, event: Any, tracking: Tracking, batch: CatalogBatch) -> None:
+        """Events the catalog does not show leave it unchanged."""
+
+    @apply.register
+    def _(self, event: Dataset.Registered, tracking: Tracking, batch: CatalogBatch) -> None:
+        batch.rows[event.originator_id] = CatalogRow(
+            id=event.originator_id,
+            tenant=event.tenant,
+            name=event.name,
+            description=event.description,
+            license=event.license,
+            purposes=tuple(event.purposes),
+            retention=event.retention,
+            region=event.region,
+            contract_version=event.contract_version,
+            contract_status=event.contract_status,
+            tags=tuple(event.tags),
+            owner=event.owner,
+            location=event.location,
+            columns=tuple((str(c[0]), str(c[1])) for c in event.columns),
+            upstream=tuple(event.upstream),
+            status="active",
+            version=event.originator_version,
+            created_at=event.timestamp,
+            updated_at=event.timestamp,
+            position=tracking.notification_id,
+        )
+
+    @apply.register
+    def _(self, event: Dataset.Amended, tracking: Tracking, batch: CatalogBatch) -> None:
+        batch.update(
+            event,
+            tracking,
+            description=event.description,
+            license=event.license,
+            purposes=tuple(event.purposes),
+            retention=event.retention,
+            region=event.region,
+            contract_version=event.contract_version,
+            contract_status=event.contract_status,
+            tags=tuple(event.tags),
+            owner=event.owner,
+            location=event.location,
+            columns=tuple((str(c[0]), str(c[1])) for c in event.columns),
+        )
+
+    @apply.register
+    def _(
+        self, event: Dataset.LineageLinked, tracking: Tracking, batch: CatalogBatch
+    ) -> None:
+        batch.update(event, tracking, upstream=tuple(event.upstream))
+
+    @apply.register
+    def _(self, event: Dataset.Retired, tracking: Tracking, batch: CatalogBatch) -> None:
+        batch.update(event, tracking, status="retired")

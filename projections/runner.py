@@ -1,0 +1,176 @@
+"""A batched projection runner: many events per view transaction.
+
+The library's ProjectionRunner commits once per event (a few thousand events/s)
+and only sees the events its topics select, so its tracking position lags the
+log on unrelated events. This runner reads the whole log in pages, decodes only
+the topics the projection handles, hands each page to ``process_batch`` and
+tracks the last position read, so lag and read-your-writes waits are exact.
+See docs/adr/0002-batched-projections.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from eventsourcing.persistence import Tracking
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.persistence import ApplicationRecorder, Mapper, TrackingRecorder
+
+APPLICATION_NAME = "ledger"
+
+
+class BatchProjection(Protocol):
+    name: str
+    topics: Sequence[str]
+    view: Any
+
+    def process_batch(
+        self, items: Sequence[tuple[Any, Tracking]], tracking: Tracking
+    ) -> None: ...
+
+
+@dataclass
+class RunnerStatus:
+    """A runner's health as /readyz and `projections status` report it."""
+
+    name: str
+    position: int
+    head: int
+    running: bool
+    error: str = ""
+    failures: int = 0
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+class BatchRunner:
+    """Keeps one projection caught up with the log, in batches."""
+
+    def __init__(
+        self,
+        *,
+        projection: BatchProjection,
+        recorder: ApplicationRecorder,
+        mapper: Mapper[Any],
+        batch_size: int = 1000,
+        poll_interval: float = 0.5,
+        on_batch: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self.projection = projection
+        self.view: TrackingRecorder = projection.view
+        self.recorder = recorder
+        self.mapper = mapper
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.on_batch = on_batch
+        self._topics = frozenset(projection.topics)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error = ""
+        self.failures = 0
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    def position(self) -> int:
+        return self.view.max_tracking_id(APPLICATION_NAME) or 0
+
+    def status(self) -> RunnerStatus:
+        return RunnerStatus(
+            name=self.name,
+            position=self.position(),
+            head=self.recorder.max_notification_id() or 0,
+            running=self._thread is not None and self._thread.is_alive(),
+            error=self.error,
+            failures=self.failures,
+        )
+
+    def catch_up(
+        self,
+        *,
+        until: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Process pages until the log (or ``until``) is reached; returns events read."""
+        position = self.position()
+        read = 0
+        while until is None or position < until:
+            notifications = self.recorder.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            items = [
+                (self.mapper.to_domain_event(n), Tracking(APPLICATION_NAME, n.id))
+                for n in notifications
+                if n.topic in self._topics
+            ]
+            position = notifications[-1].id
+            self.projection.process_batch(items, Tracking(APPLICATION_NAME, position))
+            read += len(notifications)
+            if self.on_batch is not None:
+                self.on_batch(self.name, len(notifications), position)
+            if progress is not None:
+                progress(read, position)
+        return read
+
+    def wake(self, _position: int = 0, _events: int = 0) -> None:
+        """Ask the runner to look at the log now (called after local commits)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Follow the log in a daemon thread until stop()."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"projection-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait(self, position: int, timeout: float) -> bool:
+        """Whether the view reached ``position`` within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            if self.position() >= position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._wake.set()
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+
+    def _loop(self) -> None:
+        backoff = self.poll_interval
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.catch_up()
+            except Exception as error:  # noqa: BLE001 - reported, then retried
+                self.failures += 1
+                self.error = f"{type(error).__name__}: {error}"
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            self.error = ""
+            backoff = self.poll_interval
+            self._wake.wait(self.poll_interval)
