@@ -13,7 +13,7 @@ from projections.catalog import CatalogRow
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERMS = 8
 FACET_LIMIT = 50
 
@@ -21,6 +21,11 @@ FACET_LIMIT = 50
 def search_terms(q: str) -> list[str]:
     """Words of a free-text query (punctuation is never syntax), at most 8."""
     return [w.lower() for w in _WORD.findall(q)][:MAX_TERMS]
+
+
+def words(text: str) -> str:
+    """Text as space-separated words, split exactly like search_terms splits."""
+    return " ".join(_WORD.findall(text))
 
 
 def row_params(row: CatalogRow) -> dict[str, Any]:

@@ -46,12 +46,26 @@ _SCORE = "bm25(catalog_fts, 10.0, 2.0, 5.0, 3.0)"
 class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
     """Catalog read model in the same SQLite file as the event log."""
 
+    tracking_table = "catalog_tracking"
+
     def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        # One tracking table per view: the library's shared "tracking" table
+        # keys rows by application name only, so two views would collide.
+        t = self.tracking_table
+        self.insert_tracking_statement = self.insert_tracking_statement.replace(
+            "INSERT INTO tracking", f"INSERT INTO {t}"
+        ).replace("WHERE tracking.", f"WHERE {t}.")
+        self.select_max_tracking_id_statement = (
+            self.select_max_tracking_id_statement.replace("FROM tracking", f"FROM {t}")
+        )
 
     def construct_create_table_statements(self) -> list[str]:
         return [
-            *super().construct_create_table_statements(),
+            *(
+                s.replace("EXISTS tracking (", f"EXISTS {self.tracking_table} (")
+                for s in super().construct_create_table_statements()
+            ),
             "CREATE TABLE IF NOT EXISTS catalog_datasets ("
             "rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, "
             "name TEXT NOT NULL, description TEXT NOT NULL, license TEXT NOT NULL, "
@@ -147,7 +161,13 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             for table in ("catalog_datasets", "catalog_purposes", "catalog_tags",
                           "catalog_lineage", "catalog_fts"):
                 c.execute(f"DELETE FROM {table}")  # noqa: S608
-            c.execute("DELETE FROM tracking WHERE application_name='ledger'")
+            # Keep the library's "__migration__" marker row, or the next open
+            # would try to migrate a legacy multi-row tracking table.
+            c.execute(
+                f"DELETE FROM {self.tracking_table} "  # noqa: S608
+                "WHERE application_name != ?",
+                (self.table_migration_identifier,),
+            )
 
     # -- reads ------------------------------------------------------------------
 

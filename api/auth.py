@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import jwt
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.security.jwt import JWTAuth, Token
 
@@ -79,12 +81,16 @@ def issue_token(
     if not _TENANT.fullmatch(tenant):
         msg = "tenant must be 1-64 letters, digits, '_' or '-'"
         raise ValueError(msg)
-    token = Token(
-        exp=datetime.now(UTC) + ttl,
-        sub=sub,
-        extras={"tenant": tenant, "scopes": wanted},
-    )
-    return token.encode(secret=secret, algorithm="HS256")
+    now = datetime.now(UTC)
+    claims = {
+        "sub": sub,
+        "tenant": tenant,
+        "scopes": wanted,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:

@@ -11,9 +11,9 @@ from adapters.catalog_sqlite import SQLiteCatalogView
 from adapters.datafiles import LocalDataFiles
 from adapters.ledger.store import Ledger, open_ledger
 from api.metrics import Metrics
-from application.catalog import CatalogQueries
 from application.datasets import Datasets
 from projections.catalog import CatalogProjection, CatalogView
+from projections.coverage import CatalogQueries
 from projections.runner import BatchRunner
 
 if TYPE_CHECKING:

@@ -67,9 +67,3 @@ class EventLog(Protocol):
     def find_idempotency(self, tenant: str, key: str) -> IdempotencyRecord | None:
         """The outcome recorded under an Idempotency-Key, if any (and not expired)."""
 
-
-class DataFiles(Protocol):
-    """Where tenants' data files live (the catalog coverage scans it)."""
-
-    def list_files(self, tenant: str) -> Sequence[str]:
-        """Relative paths of the tenant's data files (csv, jsonl, ndjson)."""

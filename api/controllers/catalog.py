@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
 
 from api.auth import requires
 from api.requests import principal, read_model
 from api.schemas import CoverageOut
-
 from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+
 
 class CatalogController(Controller):
     path = "/v1/catalog"
@@ -19,7 +20,7 @@ class CatalogController(Controller):
     @get("/coverage", operation_id="CatalogCoverage", guards=[requires("catalog.read")],
          sync_to_thread=True)
     def catalog_coverage(
-        self, request: Request[Any, Any, Any], services: Services
+        self, request: Request[Any, Any, Any], services: NamedDependency[Services]
     ) -> Response[CoverageOut]:
         """Registered data files over files present, plus classification/contract shares."""
         headers = read_model(

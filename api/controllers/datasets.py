@@ -12,7 +12,8 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
 from api.problems import Problem
@@ -38,10 +39,9 @@ from api.schemas import (
     LineageOut,
     LogEntryOut,
 )
+from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
 from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogQuery
-
-from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
 
 if TYPE_CHECKING:
     from application.ports import LogEntry
@@ -178,9 +178,9 @@ def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
     return key, rid
 
 
-Limit = Annotated[int, Parameter(ge=1, le=MAX_LIMIT)]
-Depth = Annotated[int, Parameter(ge=1, le=20)]
-Text = Annotated[str | None, Parameter(max_length=200)]
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)]
+Depth = Annotated[int, QueryParameter(ge=1, le=20)]
+Text = Annotated[str | None, QueryParameter(max_length=200)]
 
 
 class DatasetController(Controller):
@@ -192,7 +192,7 @@ class DatasetController(Controller):
     @post("/", operation_id="RegisterDataset", guards=[requires("catalog.write")],
           sync_to_thread=True, status_code=201)
     def register_dataset(
-        self, request: Request[Any, Any, Any], data: DatasetCreate, services: Services
+        self, request: Request[Any, Any, Any], data: JSONBody[DatasetCreate], services: NamedDependency[Services]
     ) -> Response[CommandAccepted]:
         """Register a dataset; the identical registration again is a 200 no-op."""
         result = services.datasets.register_dataset(
@@ -206,7 +206,7 @@ class DatasetController(Controller):
     @get("/{dataset_id:uuid}", operation_id="GetDataset",
          guards=[requires("catalog.read")], sync_to_thread=True)
     def get_dataset(
-        self, request: Request[Any, Any, Any], dataset_id: UUID, services: Services
+        self, request: Request[Any, Any, Any], dataset_id: FromPath[UUID], services: NamedDependency[Services]
     ) -> Response[DatasetOut]:
         """The dataset as the write model holds it, with its version as ETag."""
         dataset = services.datasets.get_dataset(
@@ -219,9 +219,9 @@ class DatasetController(Controller):
     def amend_dataset(
         self,
         request: Request[Any, Any, Any],
-        dataset_id: UUID,
-        data: DatasetUpdate,
-        services: Services,
+        dataset_id: FromPath[UUID],
+        data: JSONBody[DatasetUpdate],
+        services: NamedDependency[Services],
     ) -> Response[CommandAccepted]:
         """Change some fields; needs If-Match with the version you read."""
         version = expected_version(request, required=True)
@@ -240,9 +240,9 @@ class DatasetController(Controller):
     def link_lineage(
         self,
         request: Request[Any, Any, Any],
-        dataset_id: UUID,
-        data: LineageLink,
-        services: Services,
+        dataset_id: FromPath[UUID],
+        data: JSONBody[LineageLink],
+        services: NamedDependency[Services],
     ) -> Response[CommandAccepted]:
         """Add upstream datasets; a cycle is refused (409 naming it)."""
         result = services.datasets.link_lineage(
@@ -258,8 +258,8 @@ class DatasetController(Controller):
     def retire_dataset(
         self,
         request: Request[Any, Any, Any],
-        dataset_id: UUID,
-        services: Services,
+        dataset_id: FromPath[UUID],
+        services: NamedDependency[Services],
         reason: Text = None,
     ) -> Response[CommandAccepted]:
         """Retire the dataset (an event; its history stays)."""
@@ -276,7 +276,7 @@ class DatasetController(Controller):
     @get("/{dataset_id:uuid}/history", operation_id="DatasetHistory",
          guards=[requires("catalog.read")], sync_to_thread=True)
     def dataset_history(
-        self, request: Request[Any, Any, Any], dataset_id: UUID, services: Services
+        self, request: Request[Any, Any, Any], dataset_id: FromPath[UUID], services: NamedDependency[Services]
     ) -> HistoryOut:
         """Every event of the dataset with its position and chain hashes."""
         entries = services.datasets.dataset_history(
@@ -289,14 +289,14 @@ class DatasetController(Controller):
     def search_datasets(  # noqa: PLR0913
         self,
         request: Request[Any, Any, Any],
-        services: Services,
+        services: NamedDependency[Services],
         q: Text = None,
         license: Text = None,  # noqa: A002
         purpose: Text = None,
         region: Text = None,
         tag: Text = None,
-        status: Literal["active", "retired", "any"] = "active",
-        after: Annotated[str | None, Parameter(max_length=512)] = None,
+        status: FromQuery[Literal["active", "retired", "any"]] = "active",
+        after: Annotated[str | None, QueryParameter(max_length=512)] = None,
         limit: Limit = 20,
     ) -> Response[DatasetPage]:
         """Full-text search with facet counts, filters and a keyset cursor."""
@@ -322,9 +322,9 @@ class DatasetController(Controller):
     def dataset_lineage(
         self,
         request: Request[Any, Any, Any],
-        dataset_id: UUID,
-        services: Services,
-        direction: Literal["up", "down"] = "up",
+        dataset_id: FromPath[UUID],
+        services: NamedDependency[Services],
+        direction: FromQuery[Literal["up", "down"]] = "up",
         depth: Depth = 3,
     ) -> Response[LineageOut]:
         """Upstream or downstream datasets up to ``depth`` hops (read model)."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 
 from api.auth import requires
 from api.controllers.datasets import entry_out
 from api.schemas import LogHeadOut, LogPage
-
 from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+
 
 class LogController(Controller):
     path = "/v1/log"
@@ -21,9 +22,9 @@ class LogController(Controller):
     def read_log(
         self,
         request: Request[Any, Any, Any],
-        services: Services,
-        after: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        services: NamedDependency[Services],
+        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> LogPage:
         """Events after a position, with their chain hashes, oldest first.
 

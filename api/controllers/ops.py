@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, get
+from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+
 
 @get("/healthz", operation_id="Health", tags=["ops"], sync_to_thread=False)
 def healthz() -> dict[str, str]:
@@ -16,7 +18,7 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", operation_id="Ready", tags=["ops"], sync_to_thread=True)
-def readyz(services: Services) -> Response[dict[str, Any]]:
+def readyz(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """The database answers and every projection runs without errors."""
     checks: dict[str, Any] = {}
     ready = True
@@ -40,7 +42,7 @@ def readyz(services: Services) -> Response[dict[str, Any]]:
 
 @get("/metrics", operation_id="Metrics", tags=["ops"], sync_to_thread=False,
      include_in_schema=False)
-def metrics(services: Services) -> Response[bytes]:
+def metrics(services: NamedDependency[Services]) -> Response[bytes]:
     """Prometheus exposition."""
     return Response(generate_latest(services.metrics.registry),
                     media_type=CONTENT_TYPE_LATEST)

@@ -1,13 +1,21 @@
-"""Catalog queries: search, lineage and coverage over the catalog read model."""
+"""Catalog coverage: how much of a tenant's data files the registry governs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from application.ports import DataFiles
+    from collections.abc import Sequence
+
     from projections.catalog import CatalogView
+
+
+class DataFiles(Protocol):
+    """Where tenants' data files live (the coverage scan reads it)."""
+
+    def list_files(self, tenant: str) -> Sequence[str]:
+        """Relative paths of the tenant's data files (csv, jsonl, ndjson)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,7 @@ class Coverage:
 
 
 class CatalogQueries:
-    """Read-side use cases that need more than the view itself."""
+    """Read-side queries that need more than the catalog view itself."""
 
     def __init__(self, view: CatalogView, files: DataFiles) -> None:
         self.view = view

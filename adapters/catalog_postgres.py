@@ -1,0 +1,351 @@
+"""The catalog view on PostgreSQL: rows, tsvector + GIN, facet tables, lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Identifier
+
+from adapters.catalog_sql import (
+    FACET_LIMIT,
+    ROW_COLUMNS,
+    row_from,
+    row_params,
+    search_terms,
+    search_text,
+    words,
+)
+from projections.catalog import (
+    CatalogPage,
+    CatalogQuery,
+    CatalogRow,
+    CatalogStats,
+    CatalogView,
+    LineageGraphView,
+    LineageNode,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventsourcing.persistence import Tracking
+    from psycopg import Cursor
+    from psycopg.rows import DictRow
+
+_COLS = [c for c in ROW_COLUMNS]
+_SELECT = ", ".join(f"d.{c}" for c in _COLS)
+_UPSERT = (
+    f"INSERT INTO catalog_datasets ({', '.join(_COLS)}, search) "  # noqa: S608
+    f"VALUES ({', '.join(f'%({c})s' for c in _COLS)}, "
+    "setweight(to_tsvector('simple', %(s_name)s), 'A') || "
+    "setweight(to_tsvector('simple', %(s_tags)s), 'B') || "
+    "setweight(to_tsvector('simple', %(s_columns)s), 'B') || "
+    "setweight(to_tsvector('simple', %(s_description)s), 'C')) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c}=excluded.{c}" for c in [*_COLS, "search"] if c != "id")
+)
+
+
+class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
+    """Catalog read model in the same PostgreSQL database as the event log."""
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        kwargs.setdefault("tracking_table_name", "catalog_tracking")
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements += [
+            SQL(s)
+            for s in (
+                "CREATE TABLE IF NOT EXISTS catalog_datasets ("
+                "rid bigserial PRIMARY KEY, id text NOT NULL UNIQUE, "
+                "tenant text NOT NULL, name text NOT NULL, description text NOT NULL, "
+                "license text NOT NULL, purposes text NOT NULL, retention text NOT NULL, "
+                "region text NOT NULL, contract_version text NOT NULL, "
+                "contract_status text NOT NULL, tags text NOT NULL, owner text NOT NULL, "
+                "location text NOT NULL, columns text NOT NULL, upstream text NOT NULL, "
+                "status text NOT NULL, version integer NOT NULL, "
+                "created_at text NOT NULL, updated_at text NOT NULL, "
+                "position bigint NOT NULL, search tsvector NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS catalog_search "
+                "ON catalog_datasets USING GIN (search)",
+                "CREATE INDEX IF NOT EXISTS catalog_by_name "
+                "ON catalog_datasets (tenant, status, name, rid)",
+                "CREATE INDEX IF NOT EXISTS catalog_by_license "
+                "ON catalog_datasets (tenant, status, license, region)",
+                "CREATE INDEX IF NOT EXISTS catalog_by_region "
+                "ON catalog_datasets (tenant, status, region, license)",
+                "CREATE TABLE IF NOT EXISTS catalog_purposes (rid bigint NOT NULL, "
+                "tenant text NOT NULL, purpose text NOT NULL, PRIMARY KEY (rid, purpose))",
+                "CREATE INDEX IF NOT EXISTS catalog_purposes_by_value "
+                "ON catalog_purposes (tenant, purpose, rid)",
+                "CREATE TABLE IF NOT EXISTS catalog_tags (rid bigint NOT NULL, "
+                "tenant text NOT NULL, tag text NOT NULL, PRIMARY KEY (rid, tag))",
+                "CREATE INDEX IF NOT EXISTS catalog_tags_by_value "
+                "ON catalog_tags (tenant, tag, rid)",
+                "CREATE TABLE IF NOT EXISTS catalog_lineage (tenant text NOT NULL, "
+                "downstream text NOT NULL, upstream text NOT NULL, "
+                "PRIMARY KEY (downstream, upstream))",
+                "CREATE INDEX IF NOT EXISTS catalog_lineage_up "
+                "ON catalog_lineage (upstream, downstream)",
+            )
+        ]
+
+    # -- writes -----------------------------------------------------------------
+
+    def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, CatalogRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id = ANY(%s)",  # noqa: S608
+                ([i.hex for i in ids],),
+            )
+            rows = (row_from(r) for r in curs.fetchall())
+            return {r.id: r for r in rows}
+
+    def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            if rows:
+                self._write_rows(curs, rows)
+            self._insert_tracking(curs, tracking)
+
+    def _write_rows(self, curs: Cursor[DictRow], rows: Sequence[CatalogRow]) -> None:
+        params = []
+        for r in rows:
+            p = row_params(r)
+            name, description, tags, columns = search_text(r)
+            # PostgreSQL's parser keeps "ds-03" whole and reads "-03" as a number;
+            # split text the way queries are split so both sides agree.
+            p.update(s_name=words(name), s_description=words(description),
+                     s_tags=words(tags), s_columns=words(columns))
+            params.append(p)
+        curs.executemany(_UPSERT, params)
+        hex_ids = [r.id.hex for r in rows]
+        curs.execute("SELECT id, rid FROM catalog_datasets WHERE id = ANY(%s)", (hex_ids,))
+        rid = {r["id"]: r["rid"] for r in curs.fetchall()}
+        rids = [rid[h] for h in hex_ids]
+        curs.execute("DELETE FROM catalog_purposes WHERE rid = ANY(%s)", (rids,))
+        curs.execute("DELETE FROM catalog_tags WHERE rid = ANY(%s)", (rids,))
+        curs.execute("DELETE FROM catalog_lineage WHERE downstream = ANY(%s)", (hex_ids,))
+        purposes = [(rid[r.id.hex], r.tenant, p) for r in rows for p in r.purposes]
+        tags = [(rid[r.id.hex], r.tenant, t) for r in rows for t in r.tags]
+        edges = [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream]
+        if purposes:
+            curs.executemany("INSERT INTO catalog_purposes VALUES (%s,%s,%s)", purposes)
+        if tags:
+            curs.executemany("INSERT INTO catalog_tags VALUES (%s,%s,%s)", tags)
+        if edges:
+            curs.executemany("INSERT INTO catalog_lineage VALUES (%s,%s,%s)", edges)
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "TRUNCATE catalog_datasets, catalog_purposes, catalog_tags, "
+                "catalog_lineage RESTART IDENTITY"
+            )
+            # Keep the library's "__migration__" marker row (see the SQLite view).
+            curs.execute(
+                SQL("DELETE FROM {0} WHERE application_name != %s").format(
+                    Identifier(self.tracking_table_name)
+                ),
+                (self.table_migration_identifier,),
+            )
+
+    # -- reads ------------------------------------------------------------------
+
+    def get(self, tenant: str, dataset_id: UUID) -> CatalogRow | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT {_SELECT} FROM catalog_datasets d "  # noqa: S608
+                "WHERE d.id=%s AND d.tenant=%s",
+                (dataset_id.hex, tenant),
+            )
+            record = curs.fetchone()
+        return row_from(record) if record else None
+
+    def rows(self, *, after: UUID | None, limit: int) -> list[CatalogRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT {_SELECT} FROM catalog_datasets d "  # noqa: S608
+                "WHERE d.id > %s ORDER BY d.id LIMIT %s",
+                (after.hex if after else "", limit),
+            )
+            return [row_from(r) for r in curs.fetchall()]
+
+    def search(self, query: CatalogQuery) -> CatalogPage:
+        terms = search_terms(query.q)
+        if query.q.strip() and not terms:
+            return CatalogPage(items=[], total=0, facets={}, next_after=None)
+        scope = _scope(query, terms)
+        filters = _filters(query)
+        with self.datastore.transaction(commit=False) as curs:
+            facets = {
+                name: _facet(curs, name, scope, filters)
+                for name in ("license", "purpose", "region")
+            }
+            if query.license is not None:
+                total = facets["license"].get(query.license, 0)
+            else:
+                total = sum(facets["license"].values())
+            items, next_after = _page(curs, query, terms, scope, filters)
+        return CatalogPage(items=items, total=total, facets=facets, next_after=next_after)
+
+    def lineage(
+        self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
+    ) -> LineageGraphView:
+        near, far = ("downstream", "upstream") if direction == "up" else (
+            "upstream", "downstream")
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "WITH RECURSIVE walk(node, depth) AS (SELECT %s::text, 0 UNION "  # noqa: S608
+                f"SELECT l.{far}, w.depth + 1 FROM catalog_lineage l "
+                f"JOIN walk w ON l.{near} = w.node "
+                "WHERE w.depth < %s AND l.tenant = %s) "
+                "SELECT w.node AS node, min(w.depth) AS depth, min(d.name) AS name, "
+                "min(d.status) AS status FROM walk w "
+                "JOIN catalog_datasets d ON d.id = w.node WHERE d.tenant = %s "
+                "GROUP BY w.node ORDER BY depth, name",
+                (root.hex, depth, tenant, tenant),
+            )
+            found = curs.fetchall()
+            ids = [r["node"] for r in found]
+            curs.execute(
+                "SELECT downstream, upstream FROM catalog_lineage "
+                "WHERE downstream = ANY(%s) AND upstream = ANY(%s) "
+                "ORDER BY downstream, upstream",
+                (ids, ids),
+            )
+            edges = [(r["downstream"], r["upstream"]) for r in curs.fetchall()]
+        return LineageGraphView(
+            nodes=[LineageNode(UUID(r["node"]), r["name"], r["status"], int(r["depth"]))
+                   for r in found],
+            edges=[(UUID(a), UUID(b)) for a, b in edges],
+        )
+
+    def stats(self, tenant: str) -> CatalogStats:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                "SELECT count(*) FILTER (WHERE status='active') AS active, "
+                "count(*) FILTER (WHERE status='retired') AS retired, "
+                "count(*) FILTER (WHERE status='active' AND columns!='[]') AS cols, "
+                "count(*) FILTER (WHERE status='active' AND contract_status='active') "
+                "AS contracted FROM catalog_datasets WHERE tenant=%s",
+                (tenant,),
+            )
+            counts = curs.fetchone()
+            curs.execute(
+                "SELECT location FROM catalog_datasets WHERE tenant=%s "
+                "AND status='active' AND location!=''",
+                (tenant,),
+            )
+            locations = tuple(r["location"] for r in curs.fetchall())
+        assert counts is not None
+        return CatalogStats(
+            active=counts["active"],
+            retired=counts["retired"],
+            with_columns=counts["cols"],
+            with_contract=counts["contracted"],
+            locations=locations,
+        )
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """FROM and WHERE of a search before facet filters: tenant, status, text."""
+
+    where: str
+    params: list[Any]
+    tsquery: str | None
+
+
+def _scope(query: CatalogQuery, terms: list[str]) -> _Scope:
+    where = "d.tenant = %s"
+    params: list[Any] = [query.tenant]
+    tsquery = None
+    if terms:
+        tsquery = " & ".join(f"{t}:*" for t in terms)
+        where += " AND d.search @@ to_tsquery('simple', %s)"
+        params.append(tsquery)
+    if query.status != "any":
+        where += " AND d.status = %s"
+        params.append(query.status)
+    return _Scope(where, params, tsquery)
+
+
+def _filters(query: CatalogQuery) -> dict[str, tuple[str, Any]]:
+    filters: dict[str, tuple[str, Any]] = {}
+    if query.license is not None:
+        filters["license"] = ("d.license = %s", query.license)
+    if query.region is not None:
+        filters["region"] = ("d.region = %s", query.region)
+    if query.purpose is not None:
+        filters["purpose"] = (
+            "EXISTS (SELECT 1 FROM catalog_purposes fp "
+            "WHERE fp.rid = d.rid AND fp.purpose = %s)",
+            query.purpose,
+        )
+    if query.tag is not None:
+        filters["tag"] = (
+            "EXISTS (SELECT 1 FROM catalog_tags ft WHERE ft.rid = d.rid AND ft.tag = %s)",
+            query.tag,
+        )
+    return filters
+
+
+def _facet(
+    curs: Cursor[DictRow],
+    name: str,
+    scope: _Scope,
+    filters: dict[str, tuple[str, Any]],
+) -> dict[str, int]:
+    """Counts per value of one facet, under every filter but its own."""
+    others = [f for key, f in filters.items() if key != name]
+    where = scope.where + "".join(f" AND {sql}" for sql, _ in others)
+    args = [*scope.params, *(arg for _, arg in others)]
+    if name == "purpose":
+        sql = (
+            "SELECT p.purpose AS value, count(*) AS n FROM catalog_datasets d "  # noqa: S608
+            f"JOIN catalog_purposes p ON p.rid = d.rid WHERE {where} "
+            f"GROUP BY p.purpose ORDER BY n DESC, p.purpose LIMIT {FACET_LIMIT}"
+        )
+    else:
+        sql = (
+            f"SELECT d.{name} AS value, count(*) AS n FROM catalog_datasets d "  # noqa: S608
+            f"WHERE {where} GROUP BY d.{name} ORDER BY n DESC, d.{name} "
+            f"LIMIT {FACET_LIMIT}"
+        )
+    curs.execute(sql, args)
+    return {r["value"]: r["n"] for r in curs.fetchall()}
+
+
+def _page(
+    curs: Cursor[DictRow],
+    query: CatalogQuery,
+    terms: list[str],
+    scope: _Scope,
+    filters: dict[str, tuple[str, Any]],
+) -> tuple[list[CatalogRow], tuple[Any, int] | None]:
+    where = scope.where + "".join(f" AND {sql}" for sql, _ in filters.values())
+    args = [*scope.params, *(arg for _, arg in filters.values())]
+    if terms:
+        key = "(-ts_rank(d.search, to_tsquery('simple', %s)))::float8"
+        key_args: list[Any] = [scope.tsquery]
+    else:
+        key = "d.name COLLATE \"C\""
+        key_args = []
+    if query.after is not None:
+        where += f" AND ({key}, d.rid) > (%s, %s)"
+        args += [*key_args, query.after[0], query.after[1]]
+    curs.execute(
+        f"SELECT {_SELECT}, {key} AS sort_key, d.rid AS rid "  # noqa: S608
+        f"FROM catalog_datasets d WHERE {where} ORDER BY sort_key, d.rid LIMIT %s",
+        [*key_args, *args, query.limit + 1],
+    )
+    records = curs.fetchall()
+    more = len(records) > query.limit
+    records = records[: query.limit]
+    items = [row_from(r) for r in records]
+    if more and records:
+        last = records[-1]
+        return items, (last["sort_key"], int(last["rid"]))
+    return items, None

@@ -1,0 +1,190 @@
+"""The `conductor` command: serve, issue tokens, verify the log, manage projections."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from api.auth import SCOPES, issue_token
+from api.progress import Progress
+from api.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+DEMO_TENANT = "demo"
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not match:
+        msg = f"invalid duration {text!r} (e.g. 3600, 90m, 12h, 7d)"
+        raise argparse.ArgumentTypeError(msg)
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return timedelta(seconds=int(match.group(1)) * unit)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415 - only the server needs it
+
+    from api.app import create_app  # noqa: PLC0415
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    app = create_app(settings)
+    token = issue_token(
+        settings.resolved_jwt_secret(),
+        tenant=DEMO_TENANT,
+        scopes=sorted(SCOPES),
+        sub="demo",
+        ttl=timedelta(hours=12),
+    )
+    base = f"http://{host}:{port}"
+    print(f"Conductor on {base}  (database: {_redact(settings.resolved_database_url)})")
+    print(f"OpenAPI:     {base}/schema  (Swagger UI: {base}/schema/swagger)")
+    print(f"Demo token (tenant '{DEMO_TENANT}', all scopes, 12 h):")
+    print(f"  export TOKEN={token}")
+    print(f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/datasets')
+    sys.stdout.flush()
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        token = issue_token(
+            settings.resolved_jwt_secret(),
+            tenant=args.tenant,
+            scopes=args.scope,
+            sub=args.sub,
+            ttl=args.ttl,
+        )
+    except ValueError as error:
+        print(f"conductor token issue: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.ledger.store import open_ledger  # noqa: PLC0415
+    from adapters.ledger.verify import verify_chain  # noqa: PLC0415
+
+    ledger = open_ledger(settings.resolved_database_url, pool_size=2)
+    try:
+        total = ledger.head().events
+        progress = Progress("verified", total)
+        report = verify_chain(
+            ledger.chained, start=args.start,
+            progress=lambda done, _pos: progress.update(done),
+        )
+        if total > 50_000:
+            progress.finish(report.checked)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({
+            "ok": report.ok, "checked": report.checked,
+            "seconds": round(report.seconds, 4), "eventsPerSecond": round(report.rate),
+            "brokenAt": report.broken_at, "reason": report.reason or None,
+            "headPosition": report.head_position, "headHash": report.head_hash,
+        }))
+    elif report.ok:
+        print(
+            f"ok: {report.checked:,} events checked in {report.seconds:.3f}s "
+            f"({report.rate:,.0f} events/s); head position {report.head_position} "
+            f"hash {report.head_hash}"
+        )
+    else:
+        print(f"broken at position {report.broken_at}: {report.reason} "
+              f"({report.checked:,} events verified before it)")
+    return 0 if report.ok else 1
+
+
+def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
+    from api.services import build_services  # noqa: PLC0415
+
+    services = build_services(settings)
+    try:
+        if args.action == "status":
+            print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag':>8}  error")
+            for runner in services.runners.values():
+                s = runner.status()
+                print(f"{s.name:<12} {s.position:>10} {s.head:>10} {s.lag:>8}  {s.error}")
+            return 0
+        runner = services.runners.get(args.name)
+        if runner is None:
+            names = ", ".join(sorted(services.runners))
+            print(f"unknown projection {args.name!r}; known: {names}", file=sys.stderr)
+            return 2
+        head = services.ledger.recorder.max_notification_id() or 0
+        runner.projection.view.reset()
+        progress = Progress(f"rebuilding {runner.name}", head)
+        read = runner.catch_up(progress=lambda done, _pos: progress.update(done))
+        progress.finish(read)
+        print(f"rebuilt {runner.name}: {read:,} events, position {runner.position()}")
+        return 0
+    finally:
+        services.close()
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="conductor", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API with its projection workers")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser("token", help="issue JWTs").add_subparsers(
+        dest="action", required=True
+    ).add_parser("issue", help="print a signed token for a tenant")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--scope", action="append", required=True,
+                       help=f"repeatable; one of {', '.join(sorted(SCOPES))}")
+    token.add_argument("--ttl", type=_duration, default=timedelta(hours=1),
+                       help="lifetime (seconds, or 90m, 12h, 7d); default 1h")
+    token.add_argument("--sub", default="cli", help="the token's subject")
+    token.set_defaults(func=cmd_token)
+
+    verify = sub.add_parser("log", help="the event log").add_subparsers(
+        dest="action", required=True
+    ).add_parser("verify", help="walk the hash chain")
+    verify.add_argument("--from", dest="start", type=int, default=1,
+                        help="first position to check (default 1)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_log_verify)
+
+    proj = sub.add_parser("projections", help="read models").add_subparsers(
+        dest="action", required=True
+    )
+    proj.add_parser("status", help="positions and lag").set_defaults(
+        func=cmd_projections
+    )
+    rebuild = proj.add_parser("rebuild", help="drop a read model and replay the log")
+    rebuild.add_argument("name")
+    rebuild.set_defaults(func=cmd_projections)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        print(f"conductor: {error}", file=sys.stderr)
+        return 2
+    return int(args.func(settings, args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The `conductor` command, run as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import jwt
+import pytest
+
+from tests.conftest import REPO_ROOT, SECRET
+from tests.integration.server import cli, cli_env
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'var' / 'conductor.db'}"
+
+
+def test_token_issue_prints_only_a_token_with_the_claims(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """stdout is the bare JWT: sub, tenant, the repeated scopes and the ttl."""
+    done = cli(sqlite_url, tmp_path, "token", "issue", "--tenant", "acme",
+               "--scope", "catalog.read", "--scope", "catalog.write", "--ttl", "90m")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert "\n" not in token
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert claims["tenant"] == "acme"
+    assert claims["scopes"] == ["catalog.read", "catalog.write"]
+    assert claims["exp"] - claims["iat"] == 90 * 60
+
+
+def test_token_issue_refuses_unknown_scopes(sqlite_url: str, tmp_path: Path) -> None:
+    """A typo in a scope is an error (exit 2) that lists the known scopes."""
+    done = cli(sqlite_url, tmp_path, "token", "issue", "--tenant", "acme",
+               "--scope", "catalog.reed")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "catalog.read" in done.stderr
+
+
+def test_projections_status_and_rebuild_on_an_empty_log(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Status lists the catalog; rebuild of an unknown projection is exit 2."""
+    status = cli(sqlite_url, tmp_path, "projections", "status")
+    assert status.returncode == 0, status.stderr
+    assert "catalog" in status.stdout
+    unknown = cli(sqlite_url, tmp_path, "projections", "rebuild", "nope")
+    assert unknown.returncode == 2
+    assert "known: catalog" in unknown.stderr
+
+
+def test_a_bad_setting_is_reported_not_raised(sqlite_url: str, tmp_path: Path) -> None:
+    """CONDUCTOR_PORT=abc gives a one-line error and exit 2, not a traceback."""
+    env = {**cli_env(sqlite_url, tmp_path), "CONDUCTOR_PORT": "abc"}
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "api.cli", "projections", "status"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 2
+    assert "CONDUCTOR_" in done.stderr
+    assert "Traceback" not in done.stderr
