@@ -35,10 +35,10 @@ if TYPE_CHECKING:
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
-_COLS = [c for c in ROW_COLUMNS]
+_COLS = list(ROW_COLUMNS)
 _SELECT = ", ".join(f"d.{c}" for c in _COLS)
 _UPSERT = (
-    f"INSERT INTO catalog_datasets ({', '.join(_COLS)}, search) "  # noqa: S608
+    f"INSERT INTO catalog_datasets ({', '.join(_COLS)}, search) "
     f"VALUES ({', '.join(f'%({c})s' for c in _COLS)}, "
     "setweight(to_tsvector('simple', %(s_name)s), 'A') || "
     "setweight(to_tsvector('simple', %(s_tags)s), 'B') || "
@@ -56,15 +56,17 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
         kwargs.setdefault("tracking_table_name", "catalog_tracking")
         super().__init__(datastore, **kwargs)
         self.sql_create_statements += [
-            SQL(s)
+            SQL(s).format()
             for s in (
                 "CREATE TABLE IF NOT EXISTS catalog_datasets ("
                 "rid bigserial PRIMARY KEY, id text NOT NULL UNIQUE, "
-                "tenant text NOT NULL, name text NOT NULL, description text NOT NULL, "
-                "license text NOT NULL, purposes text NOT NULL, retention text NOT NULL, "
+                "tenant text NOT NULL, name text NOT NULL, "
+                "description text NOT NULL, license text NOT NULL, "
+                "purposes text NOT NULL, retention text NOT NULL, "
                 "region text NOT NULL, contract_version text NOT NULL, "
-                "contract_status text NOT NULL, tags text NOT NULL, owner text NOT NULL, "
-                "location text NOT NULL, columns text NOT NULL, upstream text NOT NULL, "
+                "contract_status text NOT NULL, tags text NOT NULL, "
+                "owner text NOT NULL, location text NOT NULL, "
+                "columns text NOT NULL, upstream text NOT NULL, "
                 "status text NOT NULL, version integer NOT NULL, "
                 "created_at text NOT NULL, updated_at text NOT NULL, "
                 "position bigint NOT NULL, search tsvector NOT NULL)",
@@ -77,7 +79,8 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
                 "CREATE INDEX IF NOT EXISTS catalog_by_region "
                 "ON catalog_datasets (tenant, status, region, license)",
                 "CREATE TABLE IF NOT EXISTS catalog_purposes (rid bigint NOT NULL, "
-                "tenant text NOT NULL, purpose text NOT NULL, PRIMARY KEY (rid, purpose))",
+                "tenant text NOT NULL, purpose text NOT NULL, "
+                "PRIMARY KEY (rid, purpose))",
                 "CREATE INDEX IF NOT EXISTS catalog_purposes_by_value "
                 "ON catalog_purposes (tenant, purpose, rid)",
                 "CREATE TABLE IF NOT EXISTS catalog_tags (rid bigint NOT NULL, "
@@ -97,7 +100,7 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
     def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, CatalogRow]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id = ANY(%s)",  # noqa: S608
+                f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id = ANY(%s)",
                 ([i.hex for i in ids],),
             )
             rows = (row_from(r) for r in curs.fetchall())
@@ -116,24 +119,34 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             name, description, tags, columns = search_text(r)
             # PostgreSQL's parser keeps "ds-03" whole and reads "-03" as a number;
             # split text the way queries are split so both sides agree.
-            p.update(s_name=words(name), s_description=words(description),
-                     s_tags=words(tags), s_columns=words(columns))
+            p.update(
+                s_name=words(name),
+                s_description=words(description),
+                s_tags=words(tags),
+                s_columns=words(columns),
+            )
             params.append(p)
         curs.executemany(_UPSERT, params)
         hex_ids = [r.id.hex for r in rows]
-        curs.execute("SELECT id, rid FROM catalog_datasets WHERE id = ANY(%s)", (hex_ids,))
+        curs.execute(
+            "SELECT id, rid FROM catalog_datasets WHERE id = ANY(%s)", (hex_ids,)
+        )
         rid = {r["id"]: r["rid"] for r in curs.fetchall()}
         rids = [rid[h] for h in hex_ids]
         curs.execute("DELETE FROM catalog_purposes WHERE rid = ANY(%s)", (rids,))
         curs.execute("DELETE FROM catalog_tags WHERE rid = ANY(%s)", (rids,))
-        curs.execute("DELETE FROM catalog_lineage WHERE downstream = ANY(%s)", (hex_ids,))
-        purposes = [(rid[r.id.hex], r.tenant, p) for r in rows for p in r.purposes]
-        tags = [(rid[r.id.hex], r.tenant, t) for r in rows for t in r.tags]
+        curs.execute(
+            "DELETE FROM catalog_lineage WHERE downstream = ANY(%s)", (hex_ids,)
+        )
+        purpose_rows = [(rid[r.id.hex], r.tenant, p) for r in rows for p in r.purposes]
+        tag_rows = [(rid[r.id.hex], r.tenant, t) for r in rows for t in r.tags]
         edges = [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream]
-        if purposes:
-            curs.executemany("INSERT INTO catalog_purposes VALUES (%s,%s,%s)", purposes)
-        if tags:
-            curs.executemany("INSERT INTO catalog_tags VALUES (%s,%s,%s)", tags)
+        if purpose_rows:
+            curs.executemany(
+                "INSERT INTO catalog_purposes VALUES (%s,%s,%s)", purpose_rows
+            )
+        if tag_rows:
+            curs.executemany("INSERT INTO catalog_tags VALUES (%s,%s,%s)", tag_rows)
         if edges:
             curs.executemany("INSERT INTO catalog_lineage VALUES (%s,%s,%s)", edges)
 
@@ -156,17 +169,22 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
     def get(self, tenant: str, dataset_id: UUID) -> CatalogRow | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                f"SELECT {_SELECT} FROM catalog_datasets d "  # noqa: S608
+                f"SELECT {_SELECT} FROM catalog_datasets d "
                 "WHERE d.id=%s AND d.tenant=%s",
                 (dataset_id.hex, tenant),
             )
             record = curs.fetchone()
         return row_from(record) if record else None
 
+    def tenants(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT DISTINCT tenant FROM catalog_datasets ORDER BY tenant")
+            return [r["tenant"] for r in curs.fetchall()]
+
     def rows(self, *, after: UUID | None, limit: int) -> list[CatalogRow]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                f"SELECT {_SELECT} FROM catalog_datasets d "  # noqa: S608
+                f"SELECT {_SELECT} FROM catalog_datasets d "
                 "WHERE d.id > %s ORDER BY d.id LIMIT %s",
                 (after.hex if after else "", limit),
             )
@@ -188,16 +206,21 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             else:
                 total = sum(facets["license"].values())
             items, next_after = _page(curs, query, terms, scope, filters)
-        return CatalogPage(items=items, total=total, facets=facets, next_after=next_after)
+        return CatalogPage(
+            items=items, total=total, facets=facets, next_after=next_after
+        )
 
     def lineage(
         self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
     ) -> LineageGraphView:
-        near, far = ("downstream", "upstream") if direction == "up" else (
-            "upstream", "downstream")
+        near, far = (
+            ("downstream", "upstream")
+            if direction == "up"
+            else ("upstream", "downstream")
+        )
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                "WITH RECURSIVE walk(node, depth) AS (SELECT %s::text, 0 UNION "  # noqa: S608
+                "WITH RECURSIVE walk(node, depth) AS (SELECT %s::text, 0 UNION "
                 f"SELECT l.{far}, w.depth + 1 FROM catalog_lineage l "
                 f"JOIN walk w ON l.{near} = w.node "
                 "WHERE w.depth < %s AND l.tenant = %s) "
@@ -217,8 +240,10 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             )
             edges = [(r["downstream"], r["upstream"]) for r in curs.fetchall()]
         return LineageGraphView(
-            nodes=[LineageNode(UUID(r["node"]), r["name"], r["status"], int(r["depth"]))
-                   for r in found],
+            nodes=[
+                LineageNode(UUID(r["node"]), r["name"], r["status"], int(r["depth"]))
+                for r in found
+            ],
             edges=[(UUID(a), UUID(b)) for a, b in edges],
         )
 
@@ -286,7 +311,8 @@ def _filters(query: CatalogQuery) -> dict[str, tuple[str, Any]]:
         )
     if query.tag is not None:
         filters["tag"] = (
-            "EXISTS (SELECT 1 FROM catalog_tags ft WHERE ft.rid = d.rid AND ft.tag = %s)",
+            "EXISTS (SELECT 1 FROM catalog_tags ft "
+            "WHERE ft.rid = d.rid AND ft.tag = %s)",
             query.tag,
         )
     return filters
@@ -304,13 +330,13 @@ def _facet(
     args = [*scope.params, *(arg for _, arg in others)]
     if name == "purpose":
         sql = (
-            "SELECT p.purpose AS value, count(*) AS n FROM catalog_datasets d "  # noqa: S608
+            "SELECT p.purpose AS value, count(*) AS n FROM catalog_datasets d "
             f"JOIN catalog_purposes p ON p.rid = d.rid WHERE {where} "
             f"GROUP BY p.purpose ORDER BY n DESC, p.purpose LIMIT {FACET_LIMIT}"
         )
     else:
         sql = (
-            f"SELECT d.{name} AS value, count(*) AS n FROM catalog_datasets d "  # noqa: S608
+            f"SELECT d.{name} AS value, count(*) AS n FROM catalog_datasets d "
             f"WHERE {where} GROUP BY d.{name} ORDER BY n DESC, d.{name} "
             f"LIMIT {FACET_LIMIT}"
         )
@@ -331,13 +357,13 @@ def _page(
         key = "(-ts_rank(d.search, to_tsquery('simple', %s)))::float8"
         key_args: list[Any] = [scope.tsquery]
     else:
-        key = "d.name COLLATE \"C\""
+        key = 'd.name COLLATE "C"'
         key_args = []
     if query.after is not None:
         where += f" AND ({key}, d.rid) > (%s, %s)"
         args += [*key_args, query.after[0], query.after[1]]
     curs.execute(
-        f"SELECT {_SELECT}, {key} AS sort_key, d.rid AS rid "  # noqa: S608
+        f"SELECT {_SELECT}, {key} AS sort_key, d.rid AS rid "
         f"FROM catalog_datasets d WHERE {where} ORDER BY sort_key, d.rid LIMIT %s",
         [*key_args, *args, query.limit + 1],
     )

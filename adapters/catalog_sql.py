@@ -79,9 +79,25 @@ def row_from(record: Mapping[str, Any]) -> CatalogRow:
 
 
 ROW_COLUMNS = (
-    "id", "tenant", "name", "description", "license", "purposes", "retention",
-    "region", "contract_version", "contract_status", "tags", "owner", "location",
-    "columns", "upstream", "status", "version", "created_at", "updated_at",
+    "id",
+    "tenant",
+    "name",
+    "description",
+    "license",
+    "purposes",
+    "retention",
+    "region",
+    "contract_version",
+    "contract_status",
+    "tags",
+    "owner",
+    "location",
+    "columns",
+    "upstream",
+    "status",
+    "version",
+    "created_at",
+    "updated_at",
     "position",
 )
 

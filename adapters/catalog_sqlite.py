@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 _SELECT = ", ".join(f"d.{c}" for c in ROW_COLUMNS)
 _UPSERT = (
-    f"INSERT INTO catalog_datasets ({', '.join(ROW_COLUMNS)}) "  # noqa: S608
+    f"INSERT INTO catalog_datasets ({', '.join(ROW_COLUMNS)}) "
     f"VALUES ({', '.join(':' + c for c in ROW_COLUMNS)}) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c}=excluded.{c}" for c in ROW_COLUMNS if c != "id")
@@ -108,7 +108,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
     def _load_rows(self, c: SQLiteCursor, hex_ids: list[str]) -> dict[UUID, CatalogRow]:
         marks = ",".join("?" * len(hex_ids))
         c.execute(
-            f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id IN ({marks})",  # noqa: S608
+            f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id IN ({marks})",
             hex_ids,
         )
         rows = (row_from(r) for r in c.fetchall())
@@ -125,7 +125,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
         hex_ids = [r.id.hex for r in rows]
         marks = ",".join("?" * len(hex_ids))
         c.execute(
-            f"SELECT id, rid FROM catalog_datasets WHERE id IN ({marks})",  # noqa: S608
+            f"SELECT id, rid FROM catalog_datasets WHERE id IN ({marks})",
             hex_ids,
         )
         rid = {r[0]: r[1] for r in c.fetchall()}
@@ -133,9 +133,9 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
         rid_marks = ",".join("?" * len(rids))
         for table in ("catalog_fts", "catalog_purposes", "catalog_tags"):
             key = "rowid" if table == "catalog_fts" else "rid"
-            c.execute(f"DELETE FROM {table} WHERE {key} IN ({rid_marks})", rids)  # noqa: S608
+            c.execute(f"DELETE FROM {table} WHERE {key} IN ({rid_marks})", rids)
         c.execute(
-            f"DELETE FROM catalog_lineage WHERE downstream IN ({marks})",  # noqa: S608
+            f"DELETE FROM catalog_lineage WHERE downstream IN ({marks})",
             hex_ids,
         )
         c.executemany(
@@ -158,14 +158,18 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as c:
-            for table in ("catalog_datasets", "catalog_purposes", "catalog_tags",
-                          "catalog_lineage", "catalog_fts"):
-                c.execute(f"DELETE FROM {table}")  # noqa: S608
+            for table in (
+                "catalog_datasets",
+                "catalog_purposes",
+                "catalog_tags",
+                "catalog_lineage",
+                "catalog_fts",
+            ):
+                c.execute(f"DELETE FROM {table}")
             # Keep the library's "__migration__" marker row, or the next open
             # would try to migrate a legacy multi-row tracking table.
             c.execute(
-                f"DELETE FROM {self.tracking_table} "  # noqa: S608
-                "WHERE application_name != ?",
+                f"DELETE FROM {self.tracking_table} WHERE application_name != ?",
                 (self.table_migration_identifier,),
             )
 
@@ -174,17 +178,21 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
     def get(self, tenant: str, dataset_id: UUID) -> CatalogRow | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT {_SELECT} FROM catalog_datasets d "  # noqa: S608
-                "WHERE d.id=? AND d.tenant=?",
+                f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id=? AND d.tenant=?",
                 (dataset_id.hex, tenant),
             )
             record = c.fetchone()
         return row_from(record) if record else None
 
+    def tenants(self) -> list[str]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT DISTINCT tenant FROM catalog_datasets ORDER BY tenant")
+            return [r[0] for r in c.fetchall()]
+
     def rows(self, *, after: UUID | None, limit: int) -> list[CatalogRow]:
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                f"SELECT {_SELECT} FROM catalog_datasets d "  # noqa: S608
+                f"SELECT {_SELECT} FROM catalog_datasets d "
                 "WHERE d.id>? ORDER BY d.id LIMIT ?",
                 (after.hex if after else "", limit),
             )
@@ -206,7 +214,9 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             else:
                 total = sum(facets["license"].values())
             items, next_after = self._page(c, query, terms, scope, filters)
-        return CatalogPage(items=items, total=total, facets=facets, next_after=next_after)
+        return CatalogPage(
+            items=items, total=total, facets=facets, next_after=next_after
+        )
 
     @staticmethod
     def _facet(
@@ -264,11 +274,14 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
     def lineage(
         self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
     ) -> LineageGraphView:
-        near, far = ("downstream", "upstream") if direction == "up" else (
-            "upstream", "downstream")
+        near, far = (
+            ("downstream", "upstream")
+            if direction == "up"
+            else ("upstream", "downstream")
+        )
         with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "WITH RECURSIVE walk(node, depth) AS (SELECT ?, 0 UNION "  # noqa: S608
+                "WITH RECURSIVE walk(node, depth) AS (SELECT ?, 0 UNION "
                 f"SELECT l.{far}, w.depth + 1 FROM catalog_lineage l "
                 f"JOIN walk w ON l.{near} = w.node "
                 "WHERE w.depth < ? AND l.tenant = ?) "
@@ -281,7 +294,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             ids = [r["node"] for r in found]
             marks = ",".join("?" * len(ids))
             c.execute(
-                "SELECT downstream, upstream FROM catalog_lineage "  # noqa: S608
+                "SELECT downstream, upstream FROM catalog_lineage "
                 f"WHERE downstream IN ({marks}) AND upstream IN ({marks}) "
                 "ORDER BY downstream, upstream",
                 [*ids, *ids],
@@ -351,13 +364,16 @@ def _filters(query: CatalogQuery) -> dict[str, tuple[str, Any]]:
         )
     if query.tag is not None:
         filters["tag"] = (
-            "EXISTS (SELECT 1 FROM catalog_tags ft WHERE ft.rid = d.rid AND ft.tag = ?)",
+            "EXISTS (SELECT 1 FROM catalog_tags ft "
+            "WHERE ft.rid = d.rid AND ft.tag = ?)",
             query.tag,
         )
     return filters
 
 
-def _lineage_view(found: Sequence[Any], edges: Sequence[tuple[str, str]]) -> LineageGraphView:
+def _lineage_view(
+    found: Sequence[Any], edges: Sequence[tuple[str, str]]
+) -> LineageGraphView:
     return LineageGraphView(
         nodes=[
             LineageNode(UUID(r["node"]), r["name"], r["status"], int(r["depth"]))

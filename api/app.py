@@ -31,7 +31,7 @@ _log = structlog.get_logger("conductor.http")
 async def log_unexpected(error: Exception, scope: Scope) -> None:
     """Log errors that become 5xx with their traceback (4xx are the client's)."""
     status = getattr(error, "status_code", 500)
-    if status >= 500 and not isinstance(error, DomainError):  # noqa: PLR2004
+    if status >= 500 and not isinstance(error, DomainError):
         _log.error("request_failed", route=scope.get("path_template"), exc_info=error)
 
 
@@ -45,7 +45,12 @@ def create_app(
     auth = jwt_auth(settings.resolved_jwt_secret())
     app = Litestar(
         route_handlers=[
-            DatasetController, CatalogController, LogController, healthz, readyz, metrics,
+            DatasetController,
+            CatalogController,
+            LogController,
+            healthz,
+            readyz,
+            metrics,
         ],
         dependencies={"services": Provide(lambda: wired, sync_to_thread=False)},
         on_app_init=[auth.on_app_init],

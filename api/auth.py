@@ -1,4 +1,4 @@
-"""JWT bearer auth: claims (sub, tenant, scopes) become a Principal; guards check scopes."""
+"""JWT bearer auth: claims (sub, tenant, scopes) become a Principal; guards check."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ class Principal:
     scopes: frozenset[str]
 
 
-async def principal_from_token(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+async def principal_from_token(
+    token: Token, _: ASGIConnection[Any, Any, Any, Any]
+) -> Principal:
     """Validate the custom claims; anything malformed is a 401, never a 500."""
     tenant = token.extras.get("tenant")
     scopes = token.extras.get("scopes", [])
@@ -76,7 +78,9 @@ def issue_token(
     wanted = list(dict.fromkeys(scopes))
     unknown = sorted(set(wanted) - SCOPES)
     if unknown:
-        msg = f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}"
+        msg = (
+            f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}"
+        )
         raise ValueError(msg)
     if not _TENANT.fullmatch(tenant):
         msg = "tenant must be 1-64 letters, digits, '_' or '-'"
@@ -93,13 +97,17 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+def requires(
+    scope: str,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
     """A guard that lets through only principals holding ``scope``."""
     if scope not in SCOPES:
         msg = f"unknown scope {scope!r}"
         raise ValueError(msg)
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+    ) -> None:
         principal = connection.user
         if not isinstance(principal, Principal) or scope not in principal.scopes:
             raise PermissionDeniedException(detail=f"this needs the '{scope}' scope")

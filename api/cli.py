@@ -79,7 +79,8 @@ def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
         total = ledger.head().events
         progress = Progress("verified", total)
         report = verify_chain(
-            ledger.chained, start=args.start,
+            ledger.chained,
+            start=args.start,
             progress=lambda done, _pos: progress.update(done),
         )
         if total > 50_000:
@@ -87,12 +88,20 @@ def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     if args.json:
-        print(json.dumps({
-            "ok": report.ok, "checked": report.checked,
-            "seconds": round(report.seconds, 4), "eventsPerSecond": round(report.rate),
-            "brokenAt": report.broken_at, "reason": report.reason or None,
-            "headPosition": report.head_position, "headHash": report.head_hash,
-        }))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "seconds": round(report.seconds, 4),
+                    "eventsPerSecond": round(report.rate),
+                    "brokenAt": report.broken_at,
+                    "reason": report.reason or None,
+                    "headPosition": report.head_position,
+                    "headHash": report.head_hash,
+                }
+            )
+        )
     elif report.ok:
         print(
             f"ok: {report.checked:,} events checked in {report.seconds:.3f}s "
@@ -100,8 +109,10 @@ def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
             f"hash {report.head_hash}"
         )
     else:
-        print(f"broken at position {report.broken_at}: {report.reason} "
-              f"({report.checked:,} events verified before it)")
+        print(
+            f"broken at position {report.broken_at}: {report.reason} "
+            f"({report.checked:,} events verified before it)"
+        )
     return 0 if report.ok else 1
 
 
@@ -112,9 +123,11 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "status":
             print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag':>8}  error")
-            for runner in services.runners.values():
-                s = runner.status()
-                print(f"{s.name:<12} {s.position:>10} {s.head:>10} {s.lag:>8}  {s.error}")
+            for each in services.runners.values():
+                s = each.status()
+                print(
+                    f"{s.name:<12} {s.position:>10} {s.head:>10} {s.lag:>8}  {s.error}"
+                )
             return 0
         runner = services.runners.get(args.name)
         if runner is None:
@@ -145,22 +158,39 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
 
-    token = sub.add_parser("token", help="issue JWTs").add_subparsers(
-        dest="action", required=True
-    ).add_parser("issue", help="print a signed token for a tenant")
+    token = (
+        sub.add_parser("token", help="issue JWTs")
+        .add_subparsers(dest="action", required=True)
+        .add_parser("issue", help="print a signed token for a tenant")
+    )
     token.add_argument("--tenant", required=True)
-    token.add_argument("--scope", action="append", required=True,
-                       help=f"repeatable; one of {', '.join(sorted(SCOPES))}")
-    token.add_argument("--ttl", type=_duration, default=timedelta(hours=1),
-                       help="lifetime (seconds, or 90m, 12h, 7d); default 1h")
+    token.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help=f"repeatable; one of {', '.join(sorted(SCOPES))}",
+    )
+    token.add_argument(
+        "--ttl",
+        type=_duration,
+        default=timedelta(hours=1),
+        help="lifetime (seconds, or 90m, 12h, 7d); default 1h",
+    )
     token.add_argument("--sub", default="cli", help="the token's subject")
     token.set_defaults(func=cmd_token)
 
-    verify = sub.add_parser("log", help="the event log").add_subparsers(
-        dest="action", required=True
-    ).add_parser("verify", help="walk the hash chain")
-    verify.add_argument("--from", dest="start", type=int, default=1,
-                        help="first position to check (default 1)")
+    verify = (
+        sub.add_parser("log", help="the event log")
+        .add_subparsers(dest="action", required=True)
+        .add_parser("verify", help="walk the hash chain")
+    )
+    verify.add_argument(
+        "--from",
+        dest="start",
+        type=int,
+        default=1,
+        help="first position to check (default 1)",
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_log_verify)
 

@@ -9,6 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from litestar.enums import ScopeType
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,7 +17,9 @@ if TYPE_CHECKING:
     from api.metrics import Metrics
     from api.settings import Settings
 
-_REQUEST_ID_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_REQUEST_ID_OK = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -51,9 +54,10 @@ def request_logging(metrics: Metrics) -> Any:
         log = structlog.get_logger("conductor.http")
 
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
+            method = str(scope.get("method", ""))
             started = time.perf_counter()
             headers = dict(scope.get("headers", []))
             incoming = headers.get(b"x-request-id", b"").decode("latin-1")
@@ -81,12 +85,12 @@ def request_logging(metrics: Metrics) -> Any:
                 elapsed = time.perf_counter() - started
                 route = scope.get("path_template") or "unmatched"
                 user = scope.get("user")
-                metrics.request_seconds.labels(scope["method"], route, str(status)).observe(
+                metrics.request_seconds.labels(method, route, str(status)).observe(
                     elapsed
                 )
                 log.info(
                     "request_handled",
-                    method=scope["method"],
+                    method=method,
                     route=route,
                     status=status,
                     ms=round(elapsed * 1000, 2),

@@ -48,7 +48,20 @@ class Metrics:
             "HTTP request latency",
             ["method", "route", "status"],
             registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+            ),
         )
         self.events_appended = Counter(
             "conductor_events_appended_total",
@@ -75,7 +88,7 @@ class Metrics:
         )
 
     def watch_projections(self, runners: Callable[[], list[BatchRunner]]) -> None:
-        self.registry.register(_ProjectionCollector(runners))  # type: ignore[arg-type]
+        self.registry.register(_ProjectionCollector(runners))
 
     def committed(self, _position: int, events: int) -> None:
         self.events_appended.inc(events)

@@ -81,7 +81,7 @@ def field_errors(violations: Sequence[Any]) -> list[dict[str, str]]:
     ]
 
 
-def _domain(error: DomainError) -> ProblemDetailsException:
+def _domain(error: DomainError) -> ProblemDetailsException:  # noqa: PLR0911
     if isinstance(error, ValidationError):
         return Problem(422, str(error), errors=field_errors(error.violations))
     if isinstance(error, NotFoundError):
@@ -94,21 +94,34 @@ def _domain(error: DomainError) -> ProblemDetailsException:
             str(error),
             kind="idempotency-key-reused",
             title="Idempotency-Key reused with a different request",
-            errors=[{"field": "Idempotency-Key", "rule": "same-request",
-                     "message": "a key may only repeat the identical request"}],
+            errors=[
+                {
+                    "field": "Idempotency-Key",
+                    "rule": "same-request",
+                    "message": "a key may only repeat the identical request",
+                }
+            ],
         )
     if isinstance(error, LineageCycleError):
         return Problem(
-            409, str(error), kind="lineage-cycle", title="Lineage would form a cycle",
+            409,
+            str(error),
+            kind="lineage-cycle",
+            title="Lineage would form a cycle",
             cycle=[str(node) for node in error.cycle],
         )
     if isinstance(error, DatasetNameTakenError):
         return Problem(
-            409, str(error), kind="dataset-name-taken",
-            title="A dataset with this name already exists", datasetId=str(error.dataset_id),
+            409,
+            str(error),
+            kind="dataset-name-taken",
+            title="A dataset with this name already exists",
+            datasetId=str(error.dataset_id),
         )
     if isinstance(error, DatasetRetiredError):
-        return Problem(409, str(error), kind="dataset-retired", title="Dataset is retired")
+        return Problem(
+            409, str(error), kind="dataset-retired", title="Dataset is retired"
+        )
     if isinstance(error, ConflictError):
         return Problem(409, str(error))
     return Problem(409, str(error))
@@ -135,13 +148,17 @@ def _client_errors(extra: Any) -> list[dict[str, str]]:
             rule = "length"
         elif ">=" in message or "<=" in message or " > " in message or " < " in message:
             rule = "range"
-        errors.append({"field": key.replace("$.", ""), "rule": rule, "message": message})
+        errors.append(
+            {"field": key.replace("$.", ""), "rule": rule, "message": message}
+        )
     return errors
 
 
 def _validation(error: ValidationException) -> ProblemDetailsException:
     errors = _client_errors(error.extra)
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(error.detail)
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(
+        error.detail
+    )
     return Problem(400, detail, errors=errors)
 
 
@@ -149,11 +166,17 @@ def _http(error: HTTPException) -> ProblemDetailsException:
     status = error.status_code
     detail = str(error.detail)
     if status == 400 and ("JSON" in detail or "decode" in detail.lower()):
-        return Problem(400, detail, errors=[{"field": "body", "rule": "json",
-                                             "message": "body is not valid JSON"}])
+        return Problem(
+            400,
+            detail,
+            errors=[
+                {"field": "body", "rule": "json", "message": "body is not valid JSON"}
+            ],
+        )
     if status == 413:
-        return Problem(413, "the request body exceeds the configured limit",
-                       headers=error.headers)
+        return Problem(
+            413, "the request body exceeds the configured limit", headers=error.headers
+        )
     if status >= 500:
         return Problem(status, "an internal error occurred", headers=error.headers)
     extra = error.extra if isinstance(error.extra, dict) else {}

@@ -1,4 +1,4 @@
-"""Progress lines for long CLI work: a live line on a terminal, sparse lines otherwise."""
+"""Progress for long CLI work: a live line on a terminal, sparse lines otherwise."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ class Progress:
     """Reports ``done`` of ``total`` with a rate, at most every ``every`` seconds."""
 
     def __init__(
-        self, label: str, total: int | None = None, *, stream: TextIO | None = None,
+        self,
+        label: str,
+        total: int | None = None,
+        *,
+        stream: TextIO | None = None,
         every: float = 0.5,
     ) -> None:
         self.label = label

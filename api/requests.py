@@ -38,8 +38,13 @@ def expected_version(request: Request[Any, Any, Any], *, required: bool) -> int 
             raise Problem(
                 428,
                 'send If-Match: "<version>" (the ETag from GET) to change this dataset',
-                errors=[{"field": "If-Match", "rule": "required",
-                         "message": "conditional request required"}],
+                errors=[
+                    {
+                        "field": "If-Match",
+                        "rule": "required",
+                        "message": "conditional request required",
+                    }
+                ],
             )
         return None
     match = _ETAG.match(raw)
@@ -47,7 +52,9 @@ def expected_version(request: Request[Any, Any, Any], *, required: bool) -> int 
         raise Problem(
             400,
             'If-Match must be a version ETag such as "3"',
-            errors=[{"field": "If-Match", "rule": "etag", "message": "not a version ETag"}],
+            errors=[
+                {"field": "If-Match", "rule": "etag", "message": "not a version ETag"}
+            ],
         )
     return int(match.group(1))
 
@@ -61,8 +68,13 @@ def idempotency(request: Request[Any, Any, Any], body: Any) -> IdempotencyKey | 
         raise Problem(
             400,
             "Idempotency-Key must be 1-255 printable ASCII characters",
-            errors=[{"field": "Idempotency-Key", "rule": "pattern",
-                     "message": "1-255 printable ASCII characters"}],
+            errors=[
+                {
+                    "field": "Idempotency-Key",
+                    "rule": "pattern",
+                    "message": "1-255 printable ASCII characters",
+                }
+            ],
         )
     digest = hashlib.sha256()
     digest.update(f"{request.method} {request.url.path}\n".encode())
@@ -100,8 +112,13 @@ def read_model(
             raise Problem(
                 400,
                 "x-ig-min-position must be a non-negative integer log position",
-                errors=[{"field": "x-ig-min-position", "rule": "integer",
-                         "message": "not a log position"}],
+                errors=[
+                    {
+                        "field": "x-ig-min-position",
+                        "rule": "integer",
+                        "message": "not a log position",
+                    }
+                ],
             )
         wanted = int(raw)
         if not runner.wait(wanted, wait_s):

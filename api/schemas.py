@@ -59,19 +59,19 @@ class LineageLink(In):
     upstream: list[UUID]
 
 
-class CommandAccepted(Out):
+class CommandAccepted(Out, frozen=True):
     id: UUID
     version: int
     position: int | None
     """Log position of the last event written (null when nothing changed)."""
 
 
-class ColumnOut(Out):
+class ColumnOut(Out, frozen=True):
     name: str
     classification: str
 
 
-class DatasetOut(Out):
+class DatasetOut(Out, frozen=True):
     id: UUID
     tenant: str
     name: str
@@ -94,7 +94,7 @@ class DatasetOut(Out):
     position: int | None = None
 
 
-class DatasetPage(Out):
+class DatasetPage(Out, frozen=True):
     items: list[DatasetOut]
     total: int
     facets: dict[str, dict[str, int]]
@@ -102,7 +102,7 @@ class DatasetPage(Out):
     """Opaque cursor for the next page (pass as ?after=)."""
 
 
-class LogEntryOut(Out):
+class LogEntryOut(Out, frozen=True):
     position: int
     originator_id: UUID
     version: int
@@ -112,36 +112,36 @@ class LogEntryOut(Out):
     hash: str
 
 
-class LogHeadOut(Out):
+class LogHeadOut(Out, frozen=True):
     position: int
     hash: str
     events: int
 
 
-class LogPage(Out):
+class LogPage(Out, frozen=True):
     entries: list[LogEntryOut]
     head: LogHeadOut
     next_after: int | None
 
 
-class HistoryOut(Out):
+class HistoryOut(Out, frozen=True):
     id: UUID
     entries: list[LogEntryOut]
 
 
-class LineageNodeOut(Out):
+class LineageNodeOut(Out, frozen=True):
     id: UUID
     name: str
     status: str
     depth: int
 
 
-class LineageEdgeOut(Out):
+class LineageEdgeOut(Out, frozen=True):
     downstream: UUID
     upstream: UUID
 
 
-class LineageOut(Out):
+class LineageOut(Out, frozen=True):
     root: UUID
     direction: str
     depth: int
@@ -149,7 +149,7 @@ class LineageOut(Out):
     edges: list[LineageEdgeOut]
 
 
-class CoverageOut(Out):
+class CoverageOut(Out, frozen=True):
     tenant: str
     coverage: float
     """Share of data files under the tenant's data root that a dataset registers."""

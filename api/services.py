@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -14,6 +14,7 @@ from api.metrics import Metrics
 from application.datasets import Datasets
 from projections.catalog import CatalogProjection, CatalogView
 from projections.coverage import CatalogQueries
+from projections.lineage import LineageProjection, LineageView
 from projections.runner import BatchRunner
 
 if TYPE_CHECKING:
@@ -27,8 +28,11 @@ def catalog_view(ledger: Ledger) -> CatalogView:
     if ledger.backend == "postgres":
         from adapters.catalog_postgres import PostgresCatalogView  # noqa: PLC0415
 
-        return ledger.factory.tracking_recorder(PostgresCatalogView)  # type: ignore[arg-type,return-value]
-    return ledger.factory.tracking_recorder(SQLiteCatalogView)  # type: ignore[arg-type,return-value]
+        view = ledger.factory.tracking_recorder(PostgresCatalogView)
+    else:
+        view = ledger.factory.tracking_recorder(SQLiteCatalogView)
+    assert isinstance(view, CatalogView)
+    return view
 
 
 class Services:
@@ -38,7 +42,7 @@ class Services:
     dependency field by field.
     """
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         settings: Settings,
@@ -48,6 +52,7 @@ class Services:
         queries: CatalogQueries,
         runners: dict[str, BatchRunner],
         metrics: Metrics,
+        lineage: LineageView | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -56,19 +61,30 @@ class Services:
         self.queries = queries
         self.runners = runners
         self.metrics = metrics
+        self.lineage = lineage
+        """The graph lineage view, when a graph database is configured."""
         self._closed = threading.Event()
+        self._scheduler: Any = None
 
     def start(self) -> None:
-        """Catch the projections up in the background and follow the log."""
+        """Follow the log in the background and start the periodic jobs."""
+        from api.jobs import scheduler  # noqa: PLC0415 - jobs import this module
+
         for runner in self.runners.values():
             runner.start()
+        self._scheduler = scheduler(self)
+        self._scheduler.start()
 
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
         for runner in self.runners.values():
             runner.stop()
+        if self.lineage is not None:
+            self.lineage.close()
         self.ledger.close()
 
 
@@ -88,8 +104,27 @@ def build_services(settings: Settings) -> Services:
         on_batch=metrics.projected,
     )
     runners = {runner.name: runner}
+    lineage = None
+    if settings.neo4j_uri:
+        from adapters.lineage_neo4j import connect  # noqa: PLC0415 - optional
+
+        lineage = connect(
+            settings.neo4j_uri,
+            settings.neo4j_user,
+            settings.neo4j_password,
+            settings.neo4j_database,
+        )
+        runners["lineage"] = BatchRunner(
+            projection=LineageProjection(view=lineage),
+            recorder=ledger.recorder,
+            mapper=datasets.mapper,
+            batch_size=settings.projection_batch,
+            poll_interval=settings.projection_poll_s,
+            on_batch=metrics.projected,
+        )
     ledger.chained.add_listener(metrics.committed)
-    ledger.chained.add_listener(runner.wake)
+    for each in runners.values():
+        ledger.chained.add_listener(each.wake)
     metrics.watch_projections(lambda: list(runners.values()))
     return Services(
         settings=settings,
@@ -99,4 +134,5 @@ def build_services(settings: Settings) -> Services:
         queries=CatalogQueries(view, LocalDataFiles(settings.data_root_path)),
         runners=runners,
         metrics=metrics,
+        lineage=lineage,
     )

@@ -45,6 +45,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     coverage_interval_s: float = 60.0
     """How often the coverage gauge is refreshed."""
     pool_size: int = 8
+    neo4j_uri: str = ""
+    """bolt:// or neo4j:// URI: keep a lineage graph in Neo4j too (optional)."""
+    neo4j_user: str = "neo4j"
+    neo4j_password: str = ""
+    neo4j_database: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,7 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for key, value in env.items():
             if not key.startswith(PREFIX):
                 continue
-            name = key[len(PREFIX):].lower()
+            name = key[len(PREFIX) :].lower()
             if name not in cls.__struct_fields__:
                 continue
             raw[name] = (

@@ -179,7 +179,7 @@ class Datasets(LedgerApplication):
         existing = self._load(candidate.id)
         if existing is None:
             return None
-        first = self.repository.get(candidate.id, version=1)
+        first: Dataset = self.repository.get(candidate.id, version=1)
         if first.spec != candidate.spec or first.upstream != candidate.upstream:
             raise DatasetNameTakenError(candidate.id, candidate.name)
         return CommandResult(existing.id, existing.version, None)

@@ -51,9 +51,17 @@ class IdempotencyRecord:
 class EventLog(Protocol):
     """The shared event log the applications and projections stand on."""
 
-    env: Mapping[str, str]
-    factory: InfrastructureFactory
-    recorder: ApplicationRecorder
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The eventsourcing environment the log was opened with."""
+
+    @property
+    def factory(self) -> InfrastructureFactory:
+        """The library's infrastructure factory for the log's database."""
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        """The chained application recorder."""
 
     def entries(self, *, after: int, limit: int) -> Sequence[LogEntry]:
         """Events with positions > after, in position order."""
@@ -67,3 +75,5 @@ class EventLog(Protocol):
     def find_idempotency(self, tenant: str, key: str) -> IdempotencyRecord | None:
         """The outcome recorded under an Idempotency-Key, if any (and not expired)."""
 
+    def purge_idempotency(self) -> int:
+        """Forget expired Idempotency-Keys; returns how many."""

@@ -70,7 +70,7 @@ class Dataset(Aggregate):
         return uuid5(NAMESPACE_URL, f"/tenants/{tenant}/datasets/{name}")
 
     @event(Registered)
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         tenant: str,
@@ -90,10 +90,18 @@ class Dataset(Aggregate):
     ) -> None:
         self.tenant = tenant
         self._set_spec(
-            name=name, description=description, license=license, purposes=purposes,
-            retention=retention, region=region, contract_version=contract_version,
-            contract_status=contract_status, tags=tags, owner=owner,
-            location=location, columns=columns,
+            name=name,
+            description=description,
+            license=license,
+            purposes=purposes,
+            retention=retention,
+            region=region,
+            contract_version=contract_version,
+            contract_status=contract_status,
+            tags=tags,
+            owner=owner,
+            location=location,
+            columns=columns,
         )
         self.upstream: tuple[UUID, ...] = tuple(upstream)
         self.retired = False
@@ -127,14 +135,16 @@ class Dataset(Aggregate):
                 [FieldViolation("name", "immutable", "a dataset cannot be renamed")]
             )
         current = self.spec
-        changed = tuple(n for n in SPEC_FIELDS if getattr(spec, n) != getattr(current, n))
+        changed = tuple(
+            n for n in SPEC_FIELDS if getattr(spec, n) != getattr(current, n)
+        )
         if not changed:
             return False
         self._amend(changed=changed, **spec.as_fields())
         return True
 
     @event(Amended)
-    def _amend(  # noqa: PLR0913
+    def _amend(
         self,
         *,
         name: str,
@@ -153,10 +163,18 @@ class Dataset(Aggregate):
     ) -> None:
         del changed  # recorded in the event, not needed in state
         self._set_spec(
-            name=name, description=description, license=license, purposes=purposes,
-            retention=retention, region=region, contract_version=contract_version,
-            contract_status=contract_status, tags=tags, owner=owner,
-            location=location, columns=columns,
+            name=name,
+            description=description,
+            license=license,
+            purposes=purposes,
+            retention=retention,
+            region=region,
+            contract_version=contract_version,
+            contract_status=contract_status,
+            tags=tags,
+            owner=owner,
+            location=location,
+            columns=columns,
         )
 
     def link_upstream(self, upstream: Sequence[UUID]) -> tuple[UUID, ...]:
@@ -177,9 +195,13 @@ class Dataset(Aggregate):
         """Retire the dataset; history stays. Returns False if already retired."""
         if self.retired:
             return False
-        if len(reason) > 500:  # noqa: PLR2004
+        if len(reason) > 500:
             raise ValidationError(
-                [FieldViolation("reason", "max-length", "must be at most 500 characters")]
+                [
+                    FieldViolation(
+                        "reason", "max-length", "must be at most 500 characters"
+                    )
+                ]
             )
         self._retire(reason=reason)
         return True

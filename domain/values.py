@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from domain.errors import FieldViolation, ValidationError
 
@@ -55,7 +55,7 @@ class Column(NamedTuple):
 def is_iso_duration(value: str) -> bool:
     """Whether ``value`` is a non-zero ISO-8601 duration such as ``P1Y6M``."""
     match = _DURATION.fullmatch(value)
-    return bool(match) and any(int(g) for g in match.groups() if g)
+    return match is not None and any(int(g) for g in match.groups() if g)
 
 
 class _Checker:
@@ -67,7 +67,7 @@ class _Checker:
     def add(self, field: str, rule: str, message: str) -> None:
         self.violations.append(FieldViolation(field, rule, message))
 
-    def text(  # noqa: PLR0917
+    def text(
         self,
         field: str,
         value: str,
@@ -136,7 +136,7 @@ class DatasetSpec:
     location: str = ""
     columns: tuple[Column, ...] = ()
 
-    def as_fields(self) -> dict[str, object]:
+    def as_fields(self) -> dict[str, Any]:
         """The spec as keyword arguments for the aggregate's events."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -144,8 +144,9 @@ class DatasetSpec:
         """Raise ValidationError naming every field rule this spec breaks."""
         check = _Checker()
         check.slug("name", self.name, MAX_NAME)
-        check.text("description", self.description, MAX_TEXT, required=False,
-                   multiline=True)
+        check.text(
+            "description", self.description, MAX_TEXT, required=False, multiline=True
+        )
         check.text("license", self.license, MAX_SHORT)
         check.unique_slugs("purposes", self.purposes, non_empty=True)
         if check.text("retention", self.retention, 64) and not (
@@ -154,8 +155,7 @@ class DatasetSpec:
             check.add(
                 "retention",
                 "iso8601-duration",
-                "must be a non-zero ISO-8601 duration (e.g. P1Y, P90D) "
-                "or 'indefinite'",
+                "must be a non-zero ISO-8601 duration (e.g. P1Y, P90D) or 'indefinite'",
             )
         if check.text("region", self.region, 32) and self.region not in regions:
             check.add(
@@ -204,7 +204,9 @@ class DatasetSpec:
             field = f"columns[{i}]"
             if check.text(f"{field}.name", column.name, MAX_NAME):
                 if column.name in seen:
-                    check.add(f"{field}.name", "unique", f"{column.name!r} appears twice")
+                    check.add(
+                        f"{field}.name", "unique", f"{column.name!r} appears twice"
+                    )
                 seen.add(column.name)
             if column.classification not in CLASSIFICATIONS:
                 check.add(

@@ -136,6 +136,10 @@ class CatalogView(TrackingRecorder):
         """Counts behind the coverage figures."""
 
     @abstractmethod
+    def tenants(self) -> Sequence[str]:
+        """Every tenant with at least one dataset."""
+
+    @abstractmethod
     def rows(self, *, after: UUID | None, limit: int) -> Sequence[CatalogRow]:
         """Every row across tenants in id order (for rebuild comparisons)."""
 
@@ -146,8 +150,12 @@ class CatalogView(TrackingRecorder):
 
 DATASET_TOPICS = tuple(
     get_topic(cls)
-    for cls in (Dataset.Registered, Dataset.Amended, Dataset.LineageLinked,
-                Dataset.Retired)
+    for cls in (
+        Dataset.Registered,
+        Dataset.Amended,
+        Dataset.LineageLinked,
+        Dataset.Retired,
+    )
 )
 
 
@@ -197,7 +205,9 @@ class CatalogProjection(Projection[CatalogView]):
         """Events the catalog does not show leave it unchanged."""
 
     @apply.register
-    def _(self, event: Dataset.Registered, tracking: Tracking, batch: CatalogBatch) -> None:
+    def _(
+        self, event: Dataset.Registered, tracking: Tracking, batch: CatalogBatch
+    ) -> None:
         batch.rows[event.originator_id] = CatalogRow(
             id=event.originator_id,
             tenant=event.tenant,
@@ -222,7 +232,9 @@ class CatalogProjection(Projection[CatalogView]):
         )
 
     @apply.register
-    def _(self, event: Dataset.Amended, tracking: Tracking, batch: CatalogBatch) -> None:
+    def _(
+        self, event: Dataset.Amended, tracking: Tracking, batch: CatalogBatch
+    ) -> None:
         batch.update(
             event,
             tracking,
@@ -246,5 +258,7 @@ class CatalogProjection(Projection[CatalogView]):
         batch.update(event, tracking, upstream=tuple(event.upstream))
 
     @apply.register
-    def _(self, event: Dataset.Retired, tracking: Tracking, batch: CatalogBatch) -> None:
+    def _(
+        self, event: Dataset.Retired, tracking: Tracking, batch: CatalogBatch
+    ) -> None:
         batch.update(event, tracking, status="retired")

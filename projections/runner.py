@@ -26,9 +26,14 @@ APPLICATION_NAME = "ledger"
 
 
 class BatchProjection(Protocol):
-    name: str
-    topics: Sequence[str]
-    view: Any
+    """A projection that can take a whole page of events at once."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def topics(self) -> Sequence[str]: ...
+    @property
+    def view(self) -> Any: ...
 
     def process_batch(
         self, items: Sequence[tuple[Any, Tracking]], tracking: Tracking
@@ -101,7 +106,7 @@ class BatchRunner:
         until: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> int:
-        """Process pages until the log (or ``until``) is reached; returns events read."""
+        """Process pages to the end of the log (or ``until``); returns events read."""
         position = self.position()
         read = 0
         while until is None or position < until:
@@ -165,7 +170,7 @@ class BatchRunner:
             self._wake.clear()
             try:
                 self.catch_up()
-            except Exception as error:  # noqa: BLE001 - reported, then retried
+            except Exception as error:
                 self.failures += 1
                 self.error = f"{type(error).__name__}: {error}"
                 self._stop.wait(backoff)

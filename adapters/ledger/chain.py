@@ -40,8 +40,10 @@ def event_hash(
     prev_hash: str,
 ) -> str:
     """The chain hash of one stored event (fast path)."""
-    canonical = b'{"originator_id":"%s","position":%d,"prev_hash":"%s","state":%s,' \
-        b'"topic":"%s","version":%d}' % (
+    canonical = (
+        b'{"originator_id":"%s","position":%d,"prev_hash":"%s","state":%s,'
+        b'"topic":"%s","version":%d}'
+        % (
             str(originator_id).encode(),
             position,
             prev_hash.encode(),
@@ -49,6 +51,7 @@ def event_hash(
             topic.encode(),
             version,
         )
+    )
     return hashlib.sha256(canonical).hexdigest()
 
 

@@ -70,7 +70,7 @@ class GroupCommitter:
     def _run(self, batch: list[Job]) -> None:
         try:
             self._write(batch)
-        except BaseException as error:  # noqa: BLE001 - handed to each caller
+        except BaseException as error:
             if len(batch) == 1:
                 batch[0].error = error
             else:
@@ -78,7 +78,7 @@ class GroupCommitter:
                     job.ids = []
                     try:
                         self._write([job])
-                    except BaseException as single_error:  # noqa: BLE001
+                    except BaseException as single_error:
                         job.error = single_error
         self.batches += 1
         self.jobs += len(batch)

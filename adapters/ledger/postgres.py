@@ -45,12 +45,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             ).format(self._chain),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (tenant text NOT NULL, "
-                "key text NOT NULL, fingerprint text NOT NULL, response bytea NOT NULL, "
+                "key text NOT NULL, fingerprint text NOT NULL, "
+                "response bytea NOT NULL, "
                 "position bigint, created_at double precision NOT NULL, "
                 "PRIMARY KEY (tenant, key))"
             ).format(self._keys),
-            SQL("CREATE INDEX IF NOT EXISTS idempotency_keys_created ON {0} "
-                "(created_at)").format(self._keys),
+            SQL(
+                "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON {0} "
+                "(created_at)"
+            ).format(self._keys),
         ]
         self._listeners: list[Callable[[int, int], None]] = []
         self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
@@ -212,8 +215,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def head(self) -> LogHead:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                SQL("SELECT position, hash FROM {0} ORDER BY position DESC LIMIT 1")
-                .format(self._chain)
+                SQL(
+                    "SELECT position, hash FROM {0} ORDER BY position DESC LIMIT 1"
+                ).format(self._chain)
             )
             row = curs.fetchone()
             curs.execute(SQL("SELECT count(*) AS n FROM {0}").format(self._events))

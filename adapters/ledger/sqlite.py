@@ -75,13 +75,16 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             chain = []
             for job in jobs:
                 for position, s in zip(job.ids, job.events, strict=True):
-                    prev_hash, prev = prev, event_hash(
-                        position,
-                        _uuid(s.originator_id),
-                        s.originator_version,
-                        check_topic(s.topic),
-                        s.state,
+                    prev_hash, prev = (
                         prev,
+                        event_hash(
+                            position,
+                            _uuid(s.originator_id),
+                            s.originator_version,
+                            check_topic(s.topic),
+                            s.state,
+                            prev,
+                        ),
                     )
                     chain.append((position, prev_hash, prev))
             c.executemany("INSERT INTO event_chain VALUES (?,?,?)", chain)
@@ -164,7 +167,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1"
             )
             row = c.fetchone()
-            c.execute(f"SELECT count(*) FROM {self.events_table_name}")  # noqa: S608
+            c.execute(f"SELECT count(*) FROM {self.events_table_name}")
             count = int(c.fetchone()[0])
         if row is None:
             return LogHead(0, GENESIS, count)

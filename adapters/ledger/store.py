@@ -43,7 +43,7 @@ def eventsourcing_env(database_url: str, *, pool_size: int = 8) -> dict[str, str
     if url.scheme == "sqlite":
         path = unquote(url.path)
         # sqlite:///rel/path -> "rel/path"; sqlite:////abs/path -> "/abs/path"
-        path = path[1:] if path.startswith("/") else path
+        path = path.removeprefix("/")
         if not path:
             msg = f"no file path in {database_url!r}"
             raise ValueError(msg)
@@ -104,6 +104,9 @@ class Ledger:
 
     def find_idempotency(self, tenant: str, key: str) -> IdempotencyRecord | None:
         return self.chained.find_idempotency(tenant, key)
+
+    def purge_idempotency(self) -> int:
+        return self.chained.purge_idempotency()
 
     def close(self) -> None:
         self.factory.close()

@@ -10,19 +10,23 @@ from litestar.di import NamedDependency
 from api.auth import requires
 from api.requests import principal, read_model
 from api.schemas import CoverageOut
-from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+from api.services import Services
 
 
 class CatalogController(Controller):
     path = "/v1/catalog"
     tags = ["catalog"]  # noqa: RUF012
 
-    @get("/coverage", operation_id="CatalogCoverage", guards=[requires("catalog.read")],
-         sync_to_thread=True)
+    @get(
+        "/coverage",
+        operation_id="CatalogCoverage",
+        guards=[requires("catalog.read")],
+        sync_to_thread=True,
+    )
     def catalog_coverage(
         self, request: Request[Any, Any, Any], services: NamedDependency[Services]
     ) -> Response[CoverageOut]:
-        """Registered data files over files present, plus classification/contract shares."""
+        """Registered data files over files found; classified and contract shares."""
         headers = read_model(
             request, services.runners["catalog"], services.settings.min_position_wait_s
         )

@@ -39,7 +39,7 @@ from api.schemas import (
     LineageOut,
     LogEntryOut,
 )
-from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+from api.services import Services
 from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogQuery
 
@@ -101,8 +101,10 @@ def dataset_out(dataset: Dataset) -> DatasetOut:
         tags=list(dataset.tags),
         owner=dataset.owner,
         location=dataset.location,
-        columns=[ColumnOut(name=c.name, classification=c.classification)
-                 for c in dataset.columns],
+        columns=[
+            ColumnOut(name=c.name, classification=c.classification)
+            for c in dataset.columns
+        ],
         upstream=list(dataset.upstream),
         status="retired" if dataset.retired else "active",
         version=dataset.version,
@@ -149,8 +151,9 @@ def entry_out(entry: LogEntry) -> LogEntryOut:
 
 
 def _query_hash(query: CatalogQuery) -> str:
-    key = json.dumps([query.q, query.license, query.purpose, query.region, query.tag,
-                      query.status])
+    key = json.dumps(
+        [query.q, query.license, query.purpose, query.region, query.tag, query.status]
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -163,16 +166,23 @@ def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
     bad = Problem(
         400,
         "the 'after' cursor is not one this search returned",
-        errors=[{"field": "after", "rule": "cursor",
-                 "message": "pass the 'next' value of the previous page unchanged"}],
+        errors=[
+            {
+                "field": "after",
+                "rule": "cursor",
+                "message": "pass the 'next' value of the previous page unchanged",
+            }
+        ],
     )
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         key, rid, digest = data["k"], data["r"], data["q"]
     except (ValueError, TypeError, KeyError, binascii.Error):
         raise bad from None
-    if digest != _query_hash(query) or not isinstance(rid, int) or not isinstance(
-        key, str | float | int
+    if (
+        digest != _query_hash(query)
+        or not isinstance(rid, int)
+        or not isinstance(key, str | float | int)
     ):
         raise bad
     return key, rid
@@ -189,10 +199,18 @@ class DatasetController(Controller):
     path = "/v1/datasets"
     tags = ["datasets"]  # noqa: RUF012
 
-    @post("/", operation_id="RegisterDataset", guards=[requires("catalog.write")],
-          sync_to_thread=True, status_code=201)
+    @post(
+        "/",
+        operation_id="RegisterDataset",
+        guards=[requires("catalog.write")],
+        sync_to_thread=True,
+        status_code=201,
+    )
     def register_dataset(
-        self, request: Request[Any, Any, Any], data: JSONBody[DatasetCreate], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[DatasetCreate],
+        services: NamedDependency[Services],
     ) -> Response[CommandAccepted]:
         """Register a dataset; the identical registration again is a 200 no-op."""
         result = services.datasets.register_dataset(
@@ -203,10 +221,17 @@ class DatasetController(Controller):
         )
         return command_response(services, result)
 
-    @get("/{dataset_id:uuid}", operation_id="GetDataset",
-         guards=[requires("catalog.read")], sync_to_thread=True)
+    @get(
+        "/{dataset_id:uuid}",
+        operation_id="GetDataset",
+        guards=[requires("catalog.read")],
+        sync_to_thread=True,
+    )
     def get_dataset(
-        self, request: Request[Any, Any, Any], dataset_id: FromPath[UUID], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: FromPath[UUID],
+        services: NamedDependency[Services],
     ) -> Response[DatasetOut]:
         """The dataset as the write model holds it, with its version as ETag."""
         dataset = services.datasets.get_dataset(
@@ -214,8 +239,12 @@ class DatasetController(Controller):
         )
         return Response(dataset_out(dataset), headers={"ETag": f'"{dataset.version}"'})
 
-    @patch("/{dataset_id:uuid}", operation_id="AmendDataset",
-           guards=[requires("catalog.write")], sync_to_thread=True)
+    @patch(
+        "/{dataset_id:uuid}",
+        operation_id="AmendDataset",
+        guards=[requires("catalog.write")],
+        sync_to_thread=True,
+    )
     def amend_dataset(
         self,
         request: Request[Any, Any, Any],
@@ -235,8 +264,13 @@ class DatasetController(Controller):
         )
         return command_response(services, result)
 
-    @post("/{dataset_id:uuid}/lineage", operation_id="LinkLineage",
-          guards=[requires("catalog.write")], sync_to_thread=True, status_code=200)
+    @post(
+        "/{dataset_id:uuid}/lineage",
+        operation_id="LinkLineage",
+        guards=[requires("catalog.write")],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def link_lineage(
         self,
         request: Request[Any, Any, Any],
@@ -253,8 +287,13 @@ class DatasetController(Controller):
         )
         return command_response(services, result)
 
-    @delete("/{dataset_id:uuid}", operation_id="RetireDataset",
-            guards=[requires("catalog.write")], sync_to_thread=True, status_code=200)
+    @delete(
+        "/{dataset_id:uuid}",
+        operation_id="RetireDataset",
+        guards=[requires("catalog.write")],
+        sync_to_thread=True,
+        status_code=200,
+    )
     def retire_dataset(
         self,
         request: Request[Any, Any, Any],
@@ -268,15 +307,23 @@ class DatasetController(Controller):
             dataset_id=dataset_id,
             reason=reason or "",
             expected_version=expected_version(request, required=False),
-            idempotency=idempotency(request, {"retire": str(dataset_id),
-                                              "reason": reason or ""}),
+            idempotency=idempotency(
+                request, {"retire": str(dataset_id), "reason": reason or ""}
+            ),
         )
         return command_response(services, result)
 
-    @get("/{dataset_id:uuid}/history", operation_id="DatasetHistory",
-         guards=[requires("catalog.read")], sync_to_thread=True)
+    @get(
+        "/{dataset_id:uuid}/history",
+        operation_id="DatasetHistory",
+        guards=[requires("catalog.read")],
+        sync_to_thread=True,
+    )
     def dataset_history(
-        self, request: Request[Any, Any, Any], dataset_id: FromPath[UUID], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: FromPath[UUID],
+        services: NamedDependency[Services],
     ) -> HistoryOut:
         """Every event of the dataset with its position and chain hashes."""
         entries = services.datasets.dataset_history(
@@ -284,9 +331,13 @@ class DatasetController(Controller):
         )
         return HistoryOut(id=dataset_id, entries=[entry_out(e) for e in entries])
 
-    @get("/", operation_id="SearchDatasets", guards=[requires("catalog.read")],
-         sync_to_thread=True)
-    def search_datasets(  # noqa: PLR0913
+    @get(
+        "/",
+        operation_id="SearchDatasets",
+        guards=[requires("catalog.read")],
+        sync_to_thread=True,
+    )
+    def search_datasets(
         self,
         request: Request[Any, Any, Any],
         services: NamedDependency[Services],
@@ -303,8 +354,14 @@ class DatasetController(Controller):
         runner = services.runners["catalog"]
         headers = read_model(request, runner, services.settings.min_position_wait_s)
         query = CatalogQuery(
-            tenant=principal(request).tenant, q=q or "", license=license,
-            purpose=purpose, region=region, tag=tag, status=status, limit=limit,
+            tenant=principal(request).tenant,
+            q=q or "",
+            license=license,
+            purpose=purpose,
+            region=region,
+            tag=tag,
+            status=status,
+            limit=limit,
         )
         if after:
             query = dataclasses.replace(query, after=decode_cursor(query, after))
@@ -317,8 +374,12 @@ class DatasetController(Controller):
         )
         return Response(body, headers=headers)
 
-    @get("/{dataset_id:uuid}/lineage", operation_id="DatasetLineage",
-         guards=[requires("catalog.read")], sync_to_thread=True)
+    @get(
+        "/{dataset_id:uuid}/lineage",
+        operation_id="DatasetLineage",
+        guards=[requires("catalog.read")],
+        sync_to_thread=True,
+    )
     def dataset_lineage(
         self,
         request: Request[Any, Any, Any],
@@ -327,19 +388,28 @@ class DatasetController(Controller):
         direction: FromQuery[Literal["up", "down"]] = "up",
         depth: Depth = 3,
     ) -> Response[LineageOut]:
-        """Upstream or downstream datasets up to ``depth`` hops (read model)."""
-        runner = services.runners["catalog"]
+        """Upstream or downstream datasets up to ``depth`` hops (read model).
+
+        Served by the Neo4j lineage view when one is configured, else by the
+        catalog's SQL lineage tables.
+        """
+        graph_store = services.lineage
+        runner = services.runners["lineage" if graph_store else "catalog"]
         headers = read_model(request, runner, services.settings.min_position_wait_s)
         tenant = principal(request).tenant
         if services.catalog.get(tenant, dataset_id) is None:
             raise Problem(404, f"dataset {dataset_id} not found")
-        graph = services.catalog.lineage(tenant, dataset_id, direction, depth)
+        graph = (graph_store or services.catalog).lineage(
+            tenant, dataset_id, direction, depth
+        )
         body = LineageOut(
             root=dataset_id,
             direction=direction,
             depth=depth,
-            nodes=[LineageNodeOut(id=n.id, name=n.name, status=n.status, depth=n.depth)
-                   for n in graph.nodes],
+            nodes=[
+                LineageNodeOut(id=n.id, name=n.name, status=n.status, depth=n.depth)
+                for n in graph.nodes
+            ],
             edges=[LineageEdgeOut(downstream=d, upstream=u) for d, u in graph.edges],
         )
         return Response(body, headers=headers)

@@ -11,14 +11,19 @@ from litestar.params import QueryParameter
 from api.auth import requires
 from api.controllers.datasets import entry_out
 from api.schemas import LogHeadOut, LogPage
-from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+from api.services import Services
 
 
 class LogController(Controller):
     path = "/v1/log"
     tags = ["audit"]  # noqa: RUF012
 
-    @get("/", operation_id="ReadLog", guards=[requires("audit.read")], sync_to_thread=True)
+    @get(
+        "/",
+        operation_id="ReadLog",
+        guards=[requires("audit.read")],
+        sync_to_thread=True,
+    )
     def read_log(
         self,
         request: Request[Any, Any, Any],

@@ -8,7 +8,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.services import Services  # noqa: TC001 - litestar resolves it at runtime
+from api.services import Services
 
 
 @get("/healthz", operation_id="Health", tags=["ops"], sync_to_thread=False)
@@ -25,24 +25,34 @@ def readyz(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     try:
         head = services.ledger.head()
         checks["log"] = {"position": head.position}
-    except Exception as error:  # noqa: BLE001 - reported as not ready
+    except Exception as error:
         ready = False
         checks["log"] = {"error": type(error).__name__}
     for name, runner in services.runners.items():
         status = runner.status()
         ok = status.running and not status.error
         ready = ready and ok
-        checks[name] = {"position": status.position, "lag": status.lag,
-                        "running": status.running, "error": status.error or None}
+        checks[name] = {
+            "position": status.position,
+            "lag": status.lag,
+            "running": status.running,
+            "error": status.error or None,
+        }
     return Response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status_code=200 if ready else 503,
     )
 
 
-@get("/metrics", operation_id="Metrics", tags=["ops"], sync_to_thread=False,
-     include_in_schema=False)
+@get(
+    "/metrics",
+    operation_id="Metrics",
+    tags=["ops"],
+    sync_to_thread=False,
+    include_in_schema=False,
+)
 def metrics(services: NamedDependency[Services]) -> Response[bytes]:
     """Prometheus exposition."""
-    return Response(generate_latest(services.metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -1,0 +1,145 @@
+"""The lineage projection in Neo4j (official driver): (:Dataset)-[:DERIVED_FROM]->.
+
+Tracking lives in the graph too (a :ConductorTracking node updated in the
+same transaction as the edges), so the view is exactly-once like the SQL ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from projections.catalog import LineageGraphView, LineageNode
+from projections.lineage import LineageChanges, LineageView
+
+if TYPE_CHECKING:
+    from neo4j import Driver, ManagedTransaction
+
+VIEW = "lineage"
+
+
+class Neo4jLineageView(LineageView):
+    """Lineage nodes and edges in Neo4j."""
+
+    def __init__(self, driver: Driver, *, database: str | None = None) -> None:
+        self.driver = driver
+        self.database = database
+
+    def create_schema(self) -> None:
+        with self.driver.session(database=self.database) as session:
+            session.run(
+                "CREATE CONSTRAINT conductor_dataset_id IF NOT EXISTS "
+                "FOR (d:Dataset) REQUIRE d.id IS UNIQUE"
+            ).consume()
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        with self.driver.session(database=self.database) as session:
+            record = session.run(
+                "MATCH (t:ConductorTracking {view: $view, app: $app}) "
+                "RETURN t.position AS position",
+                view=VIEW,
+                app=application_name,
+            ).single()
+        return None if record is None else int(record["position"])
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self.apply(LineageChanges(), tracking)
+
+    def apply(self, changes: LineageChanges, tracking: Tracking) -> None:
+        def work(tx: ManagedTransaction) -> None:
+            current = tx.run(
+                "MATCH (t:ConductorTracking {view: $view, app: $app}) "
+                "RETURN t.position AS position",
+                view=VIEW,
+                app=tracking.application_name,
+            ).single()
+            if current is not None and current["position"] >= tracking.notification_id:
+                msg = f"lineage view is already at {current['position']}"
+                raise IntegrityError(msg)
+            if changes.nodes:
+                tx.run(
+                    "UNWIND $nodes AS n MERGE (d:Dataset {id: n.id}) SET d += n.props",
+                    nodes=[
+                        {"id": str(k), "props": v} for k, v in changes.nodes.items()
+                    ],
+                ).consume()
+            if changes.upstream:
+                tx.run(
+                    "UNWIND $rows AS r MERGE (d:Dataset {id: r.id}) "
+                    "WITH d, r OPTIONAL MATCH (d)-[old:DERIVED_FROM]->() DELETE old "
+                    "WITH DISTINCT d, r UNWIND r.upstream AS up "
+                    "MERGE (u:Dataset {id: up}) MERGE (d)-[:DERIVED_FROM]->(u)",
+                    rows=[
+                        {"id": str(k), "upstream": [str(u) for u in v]}
+                        for k, v in changes.upstream.items()
+                    ],
+                ).consume()
+            tx.run(
+                "MERGE (t:ConductorTracking {view: $view, app: $app}) "
+                "SET t.position = $position",
+                view=VIEW,
+                app=tracking.application_name,
+                position=tracking.notification_id,
+            ).consume()
+
+        with self.driver.session(database=self.database) as session:
+            session.execute_write(work)
+
+    def lineage(
+        self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
+    ) -> LineageGraphView:
+        hops = int(depth)  # variable-length bounds cannot be parameters in Cypher
+        pattern = (
+            f"(r)-[:DERIVED_FROM*0..{hops}]->(n:Dataset)"
+            if direction == "up"
+            else f"(r)<-[:DERIVED_FROM*0..{hops}]-(n:Dataset)"
+        )
+        with self.driver.session(database=self.database) as session:
+            found = session.run(
+                f"MATCH (r:Dataset {{id: $root, tenant: $tenant}}) MATCH p = {pattern} "
+                "WHERE n.tenant = $tenant "
+                "WITH n, min(length(p)) AS depth "
+                "RETURN n.id AS id, n.name AS name, n.status AS status, depth "
+                "ORDER BY depth, name",
+                root=str(root),
+                tenant=tenant,
+            ).data()
+            ids = [r["id"] for r in found]
+            edges = session.run(
+                "MATCH (a:Dataset)-[:DERIVED_FROM]->(b:Dataset) "
+                "WHERE a.id IN $ids AND b.id IN $ids "
+                "RETURN a.id AS down, b.id AS up ORDER BY down, up",
+                ids=ids,
+            ).data()
+        return LineageGraphView(
+            nodes=[
+                LineageNode(UUID(r["id"]), r["name"], r["status"], int(r["depth"]))
+                for r in found
+            ],
+            edges=[(UUID(e["down"]), UUID(e["up"])) for e in edges],
+        )
+
+    def reset(self) -> None:
+        with self.driver.session(database=self.database) as session:
+            session.run("MATCH (d:Dataset) DETACH DELETE d").consume()
+            session.run(
+                "MATCH (t:ConductorTracking {view: $view}) DELETE t", view=VIEW
+            ).consume()
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+def connect(
+    uri: str, user: str, password: str, database: str | None
+) -> Neo4jLineageView:
+    """A view over a new driver (verifying connectivity now, not on first use)."""
+    from neo4j import GraphDatabase  # noqa: PLC0415 - optional at run time
+
+    driver = GraphDatabase.driver(uri, auth=(user, password))
+    driver.verify_connectivity()
+    view = Neo4jLineageView(driver, database=database or None)
+    view.create_schema()
+    return view
