@@ -15,6 +15,7 @@ from adapters.catalog_sql import (
     row_from,
     row_params,
     search_terms,
+    unmatchable,
     search_text,
     words,
 )
@@ -192,7 +193,7 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
 
     def search(self, query: CatalogQuery) -> CatalogPage:
         terms = search_terms(query.q)
-        if query.q.strip() and not terms:
+        if (query.q.strip() and not terms) or unmatchable(query):
             return CatalogPage(items=[], total=0, facets={}, next_after=None)
         scope = _scope(query, terms)
         filters = _filters(query)

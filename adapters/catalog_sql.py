@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from projections.catalog import CatalogRow
+from projections.catalog import CatalogQuery, CatalogRow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -21,6 +21,12 @@ FACET_LIMIT = 50
 def search_terms(q: str) -> list[str]:
     """Words of a free-text query (punctuation is never syntax), at most 8."""
     return [w.lower() for w in _WORD.findall(q)][:MAX_TERMS]
+
+
+def unmatchable(query: CatalogQuery) -> bool:
+    """Filters no stored value can equal (stored text never holds NUL)."""
+    values = (query.license, query.purpose, query.region, query.tag)
+    return any(v is not None and "\x00" in v for v in values)
 
 
 def words(text: str) -> str:

@@ -17,6 +17,7 @@ from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
 from api.logging import configure_logging, request_logging
 from api.problems import problem_plugin
+from api.requests import require_json
 from api.services import Services, build_services
 from api.settings import Settings, get_settings
 from domain.errors import DomainError
@@ -57,6 +58,7 @@ def create_app(
         plugins=[problem_plugin()],
         request_max_body_size=settings.max_body_bytes,
         after_exception=[log_unexpected],
+        before_request=require_json,
         on_startup=[wired.start],
         on_shutdown=[wired.close],
         openapi_config=OpenAPIConfig(

@@ -25,21 +25,27 @@ _REQUEST_ID_OK = frozenset(
 def configure_logging(settings: Settings) -> None:
     """The house processor chain; JSON unless console output was asked for."""
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer()
+    # Tracebacks never show locals: locals would carry request bodies.
+    tail: list[Any] = (
+        [
+            structlog.dev.ConsoleRenderer(
+                exception_formatter=structlog.dev.plain_traceback
+            )
+        ]
         if settings.log_format == "console"
-        else structlog.processors.JSONRenderer()
+        else [
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            structlog.processors.JSONRenderer(),
+        ]
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            # Tracebacks without locals: locals would carry request bodies.
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            ),
-            renderer,
+            *tail,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

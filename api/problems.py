@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -138,7 +142,9 @@ def _client_errors(extra: Any) -> list[dict[str, str]]:
         message = str(item.get("message", ""))
         key = str(item.get("key", "")).removeprefix("data").lstrip(".") or "body"
         rule = "type"
-        if m := _UNKNOWN.search(message):
+        if message == "'data'":  # litestar's KeyError text for a missing body
+            rule, key, message = "required", "body", "a JSON body is required"
+        elif m := _UNKNOWN.search(message):
             rule, key = "unknown-field", f"{key}.{m.group(1)}".removeprefix("body.")
         elif m := _MISSING.search(message):
             rule, key = "required", f"{key}.{m.group(1)}".removeprefix("body.")
@@ -162,17 +168,19 @@ def _validation(error: ValidationException) -> ProblemDetailsException:
     return Problem(400, detail, errors=errors)
 
 
+def _bad_json(detail: str) -> ProblemDetailsException:
+    return Problem(
+        400,
+        detail,
+        errors=[{"field": "body", "rule": "json", "message": "body is not valid JSON"}],
+    )
+
+
 def _http(error: HTTPException) -> ProblemDetailsException:
     status = error.status_code
     detail = str(error.detail)
-    if status == 400 and ("JSON" in detail or "decode" in detail.lower()):
-        return Problem(
-            400,
-            detail,
-            errors=[
-                {"field": "body", "rule": "json", "message": "body is not valid JSON"}
-            ],
-        )
+    if status == 400 and isinstance(error.__cause__, SerializationException):
+        return _bad_json(detail)
     if status == 413:
         return Problem(
             413, "the request body exceeds the configured limit", headers=error.headers
@@ -181,6 +189,10 @@ def _http(error: HTTPException) -> ProblemDetailsException:
         return Problem(status, "an internal error occurred", headers=error.headers)
     extra = error.extra if isinstance(error.extra, dict) else {}
     return Problem(status, detail, headers=error.headers, **extra)
+
+
+def _encoding(_: UnicodeDecodeError) -> ProblemDetailsException:
+    return _bad_json("the body is not UTF-8")
 
 
 def _internal(_: Exception) -> ProblemDetailsException:
@@ -192,6 +204,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
         ValidationException: _validation,
         HTTPException: _http,
         DomainError: _domain,
+        UnicodeDecodeError: _encoding,
         Exception: _internal,
     }
     return ProblemDetailsPlugin(

@@ -23,6 +23,31 @@ _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def require_json(request: Request[Any, Any, Any]) -> None:
+    """before_request: a body must be declared JSON (415 otherwise)."""
+    if request.method not in _BODY_METHODS:
+        return
+    headers = request.headers
+    if headers.get("content-length", "0") == "0" and "transfer-encoding" not in headers:
+        return
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise Problem(
+            415,
+            f"send the body as application/json, not {media or 'untyped'}",
+            errors=[
+                {
+                    "field": "Content-Type",
+                    "rule": "json",
+                    "message": "must be application/json",
+                }
+            ],
+        )
+
+
 def principal(request: Request[Any, Any, Any]) -> Principal:
     user = request.user
     if not isinstance(user, Principal):  # pragma: no cover - guarded routes only

@@ -120,10 +120,10 @@ class Datasets(LedgerApplication):
         for _ in range(LINEAGE_RETRIES):
             dataset = self.get_dataset(tenant=tenant, dataset_id=dataset_id)
             self._check_upstream(tenant, upstream)
+            if not dataset.link_upstream(upstream):  # also refuses itself
+                return CommandResult(dataset.id, dataset.version, None)
             graph = self._graph(tenant)
             graph.add_edges(dataset.id, upstream)
-            if not dataset.link_upstream(upstream):
-                return CommandResult(dataset.id, dataset.version, None)
             result = CommandResult(dataset.id, dataset.version, None)
             try:
                 return self._commit(tenant, idempotency, result, dataset, graph)

@@ -7,6 +7,7 @@ import binascii
 import dataclasses
 import hashlib
 import json
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
@@ -179,13 +180,24 @@ def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
         key, rid, digest = data["k"], data["r"], data["q"]
     except (ValueError, TypeError, KeyError, binascii.Error):
         raise bad from None
-    if (
-        digest != _query_hash(query)
-        or not isinstance(rid, int)
-        or not isinstance(key, str | float | int)
+    if digest != _query_hash(query) or not _valid_position(rid):
+        raise bad
+    ranked = bool(query.q.strip())  # text search sorts by score, else by name
+    if ranked and not _valid_score(key):
+        raise bad
+    if not ranked and not (
+        isinstance(key, str) and len(key) <= 512 and "\x00" not in key
     ):
         raise bad
     return key, rid
+
+
+def _valid_position(value: object) -> bool:
+    return type(value) is int and 0 < value < 2**63
+
+
+def _valid_score(value: object) -> bool:
+    return type(value) in {int, float} and math.isfinite(value)  # type: ignore[arg-type]
 
 
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)]

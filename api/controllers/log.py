@@ -28,7 +28,7 @@ class LogController(Controller):
         self,
         request: Request[Any, Any, Any],
         services: NamedDependency[Services],
-        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> LogPage:
         """Events after a position, with their chain hashes, oldest first.
