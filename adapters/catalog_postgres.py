@@ -15,8 +15,8 @@ from adapters.catalog_sql import (
     row_from,
     row_params,
     search_terms,
-    unmatchable,
     search_text,
+    unmatchable,
     words,
 )
 from projections.catalog import (

@@ -14,8 +14,8 @@ from adapters.catalog_sql import (
     row_from,
     row_params,
     search_terms,
-    unmatchable,
     search_text,
+    unmatchable,
 )
 from projections.catalog import (
     CatalogPage,
