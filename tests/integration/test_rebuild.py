@@ -27,10 +27,16 @@ N = 10_000
 def spec(i: int, rng: random.Random) -> DatasetSpec:
     return DatasetSpec(
         name=f"ds-{i:05d}",
-        description=" ".join(rng.choices(["orders", "payments", "clicks", "people",
-                                          "ledger", "stream", "daily"], k=6)),
+        description=" ".join(
+            rng.choices(
+                ["orders", "payments", "clicks", "people", "ledger", "stream", "daily"],
+                k=6,
+            )
+        ),
         license=rng.choice(["Restricted-TOS", "CC-BY-4.0", "Embargoed"]),
-        purposes=tuple(sorted(set(rng.choices(["investigation", "fraud", "ops"], k=2)))),
+        purposes=tuple(
+            sorted(set(rng.choices(["investigation", "fraud", "ops"], k=2)))
+        ),
         retention=rng.choice(["P1Y", "P90D", "indefinite"]),
         region=rng.choice(sorted(REGIONS)),
         contract_version="v1",
@@ -55,19 +61,27 @@ def test_rebuild_of_10k_datasets_equals_the_incremental_projection(
     try:
         app = Datasets(ledger, regions=REGIONS)
         view = catalog_view(ledger)
-        runner = BatchRunner(projection=CatalogProjection(view=view),
-                             recorder=ledger.recorder, mapper=app.mapper, batch_size=137)
+        runner = BatchRunner(
+            projection=CatalogProjection(view=view),
+            recorder=ledger.recorder,
+            mapper=app.mapper,
+            batch_size=137,
+        )
         ids = []
         for start in range(0, N, 500):
-            batch = [Dataset.register(tenant="acme", spec=spec(i, rng), regions=REGIONS)
-                     for i in range(start, start + 500)]
+            batch = [
+                Dataset.register(tenant="acme", spec=spec(i, rng), regions=REGIONS)
+                for i in range(start, start + 500)
+            ]
             app.save(*batch)
             ids += [d.id for d in batch]
             runner.catch_up()
         for i in rng.sample(range(N), 300):
             current = app.get_dataset(tenant="acme", dataset_id=ids[i])
             app.amend_dataset(
-                tenant="acme", dataset_id=ids[i], expected_version=current.version,
+                tenant="acme",
+                dataset_id=ids[i],
+                expected_version=current.version,
                 changes={"description": f"amended {i}", "tags": ("z",)},
             )
         runner.catch_up()
@@ -79,19 +93,26 @@ def test_rebuild_of_10k_datasets_equals_the_incremental_projection(
         assert runner.position() == ledger.recorder.max_notification_id()
 
         incremental = all_rows(view)
-        facets = view.search(CatalogQuery(tenant="acme", q="payments", status="any")).facets
+        facets = view.search(
+            CatalogQuery(tenant="acme", q="payments", status="any")
+        ).facets
         lineage = view.lineage("acme", ids[5000], "up", 3)
 
         view.reset()
         assert all_rows(view) == []
-        rebuilt_runner = BatchRunner(projection=CatalogProjection(view=view),
-                                     recorder=ledger.recorder, mapper=app.mapper)
+        rebuilt_runner = BatchRunner(
+            projection=CatalogProjection(view=view),
+            recorder=ledger.recorder,
+            mapper=app.mapper,
+        )
         rebuilt_runner.catch_up()
 
         assert len(incremental) == N
         assert all_rows(view) == incremental
-        assert view.search(
-            CatalogQuery(tenant="acme", q="payments", status="any")).facets == facets
+        assert (
+            view.search(CatalogQuery(tenant="acme", q="payments", status="any")).facets
+            == facets
+        )
         assert view.lineage("acme", ids[5000], "up", 3) == lineage
         assert sum(r.status == "retired" for r in incremental) == 200
         assert sum(r.description.startswith("amended") for r in incremental) >= 290
@@ -110,11 +131,18 @@ def test_two_runners_on_one_view_converge_to_a_single_runners_result(
         rng = random.Random(3)
         base = spec(0, rng)
         for i in range(300):
-            app.register_dataset(tenant="acme",
-                                 spec=dataclasses.replace(base, name=f"n{i}"))
-        runners = [BatchRunner(projection=CatalogProjection(view=view),
-                               recorder=ledger.recorder, mapper=app.mapper, batch_size=25)
-                   for _ in range(2)]
+            app.register_dataset(
+                tenant="acme", spec=dataclasses.replace(base, name=f"n{i}")
+            )
+        runners = [
+            BatchRunner(
+                projection=CatalogProjection(view=view),
+                recorder=ledger.recorder,
+                mapper=app.mapper,
+                batch_size=25,
+            )
+            for _ in range(2)
+        ]
         for runner in runners:
             runner.start()
         head = ledger.recorder.max_notification_id() or 0
@@ -124,8 +152,74 @@ def test_two_runners_on_one_view_converge_to_a_single_runners_result(
         raced = all_rows(view)
         assert len(raced) == 300
         view.reset()
-        BatchRunner(projection=CatalogProjection(view=view), recorder=ledger.recorder,
-                    mapper=app.mapper).catch_up()
+        BatchRunner(
+            projection=CatalogProjection(view=view),
+            recorder=ledger.recorder,
+            mapper=app.mapper,
+        ).catch_up()
         assert all_rows(view) == raced
     finally:
         ledger.close()
+
+
+class LedgerApp(Datasets):
+    """The registry, constructible from an env alone (as the library's runner needs)."""
+
+    name = "ledger"
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        from eventsourcing.persistence import InfrastructureFactory  # noqa: PLC0415
+
+        env = dict(env or {})
+        factory = InfrastructureFactory.construct(env=env)
+
+        class _Log:
+            def __init__(self) -> None:
+                self.env = env
+                self.factory = factory
+                self.recorder = factory.application_recorder()
+
+        super().__init__(_Log(), regions=REGIONS)  # type: ignore[arg-type]
+
+
+def test_the_library_projection_runner_builds_the_same_catalog(
+    database_url: str,
+) -> None:
+    """eventsourcing's own ProjectionRunner (via our SQLite polling subscription on
+    SQLite) and the batched runner produce identical rows."""
+    from eventsourcing.projection import ProjectionRunner  # noqa: PLC0415
+
+    from adapters.catalog_postgres import PostgresCatalogView  # noqa: PLC0415
+    from adapters.catalog_sqlite import SQLiteCatalogView  # noqa: PLC0415
+    from adapters.ledger.store import eventsourcing_env  # noqa: PLC0415
+
+    ledger = open_ledger(database_url)
+    try:
+        app = Datasets(ledger, regions=REGIONS)
+        rng = random.Random(11)
+        ids = [
+            app.register_dataset(tenant="acme", spec=spec(i, rng)).id for i in range(60)
+        ]
+        app.link_lineage(tenant="acme", dataset_id=ids[1], upstream=[ids[0]])
+        last = app.retire_dataset(tenant="acme", dataset_id=ids[2]).position
+        view = catalog_view(ledger)
+        BatchRunner(
+            projection=CatalogProjection(view=view),
+            recorder=ledger.recorder,
+            mapper=app.mapper,
+        ).catch_up()
+        ours = all_rows(view)
+        view.reset()
+    finally:
+        ledger.close()
+    view_class = (
+        PostgresCatalogView if "postgres" in database_url else SQLiteCatalogView
+    )
+    with ProjectionRunner(
+        application_class=LedgerApp,
+        projection_class=CatalogProjection,
+        view_class=view_class,
+        env=eventsourcing_env(database_url),
+    ) as runner:
+        runner.wait(last, timeout=30)
+        assert all_rows(runner.view) == ours  # type: ignore[arg-type]
