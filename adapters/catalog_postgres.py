@@ -10,12 +10,18 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 from adapters.catalog_sql import (
-    FACET_LIMIT,
+    ALL,
+    CELL_COLUMNS,
+    FACET_TABLES,
     ROW_COLUMNS,
+    crosstabs_from_rows,
+    facet_deltas,
+    facets_from,
     row_from,
     row_params,
     search_terms,
     search_text,
+    ts_query,
     unmatchable,
     words,
 )
@@ -76,9 +82,18 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
                 "CREATE INDEX IF NOT EXISTS catalog_by_name "
                 "ON catalog_datasets (tenant, status, name, rid)",
                 "CREATE INDEX IF NOT EXISTS catalog_by_license "
-                "ON catalog_datasets (tenant, status, license, region)",
+                "ON catalog_datasets (tenant, status, license, name, rid)",
                 "CREATE INDEX IF NOT EXISTS catalog_by_region "
-                "ON catalog_datasets (tenant, status, region, license)",
+                "ON catalog_datasets (tenant, status, region, name, rid)",
+                "CREATE TABLE IF NOT EXISTS catalog_facet_lr ("
+                "tenant text NOT NULL, status text NOT NULL, tag text NOT NULL, "
+                "license text NOT NULL, region text NOT NULL, n bigint NOT NULL, "
+                "PRIMARY KEY (tenant, status, tag, license, region))",
+                "CREATE TABLE IF NOT EXISTS catalog_facet_lrp ("
+                "tenant text NOT NULL, status text NOT NULL, tag text NOT NULL, "
+                "license text NOT NULL, region text NOT NULL, "
+                "purpose text NOT NULL, n bigint NOT NULL, "
+                "PRIMARY KEY (tenant, status, tag, license, region, purpose))",
                 "CREATE TABLE IF NOT EXISTS catalog_purposes (rid bigint NOT NULL, "
                 "tenant text NOT NULL, purpose text NOT NULL, "
                 "PRIMARY KEY (rid, purpose))",
@@ -110,7 +125,28 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
     def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
             if rows:
+                curs.execute(
+                    f"SELECT {CELL_COLUMNS} FROM catalog_datasets WHERE id = ANY(%s)",
+                    ([r.id.hex for r in rows],),
+                )
+                old = [tuple(r.values()) for r in curs.fetchall()]
                 self._write_rows(curs, rows)
+                lr, lrp = facet_deltas(old, rows)
+                curs.executemany(
+                    "INSERT INTO catalog_facet_lr AS f VALUES (%s,%s,%s,%s,%s,%s) "
+                    "ON CONFLICT (tenant, status, tag, license, region) "
+                    "DO UPDATE SET n = f.n + excluded.n",
+                    lr,
+                )
+                curs.executemany(
+                    "INSERT INTO catalog_facet_lrp AS f "
+                    "VALUES (%s,%s,%s,%s,%s,%s,%s) "
+                    "ON CONFLICT (tenant, status, tag, license, region, purpose) "
+                    "DO UPDATE SET n = f.n + excluded.n",
+                    lrp,
+                )
+                for table in FACET_TABLES:
+                    curs.execute(f"DELETE FROM {table} WHERE n = 0")
             self._insert_tracking(curs, tracking)
 
     def _write_rows(self, curs: Cursor[DictRow], rows: Sequence[CatalogRow]) -> None:
@@ -155,7 +191,7 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(
                 "TRUNCATE catalog_datasets, catalog_purposes, catalog_tags, "
-                "catalog_lineage RESTART IDENTITY"
+                "catalog_lineage, catalog_facet_lr, catalog_facet_lrp RESTART IDENTITY"
             )
             # Keep the library's "__migration__" marker row (see the SQLite view).
             curs.execute(
@@ -196,17 +232,9 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
         if (query.q.strip() and not terms) or unmatchable(query):
             return CatalogPage(items=[], total=0, facets={}, next_after=None)
         scope = _scope(query, terms)
-        filters = _filters(query)
         with self.datastore.transaction(commit=False) as curs:
-            facets = {
-                name: _facet(curs, name, scope, filters)
-                for name in ("license", "purpose", "region")
-            }
-            if query.license is not None:
-                total = facets["license"].get(query.license, 0)
-            else:
-                total = sum(facets["license"].values())
-            items, next_after = _page(curs, query, terms, scope, filters)
+            facets, total = facets_from(*_crosstabs(curs, query, terms, scope), query)
+            items, next_after = _page(curs, query, terms, scope)
         return CatalogPage(
             items=items, total=total, facets=facets, next_after=next_after
         )
@@ -277,7 +305,7 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
 
 @dataclass(frozen=True)
 class _Scope:
-    """FROM and WHERE of a search before facet filters: tenant, status, text."""
+    """WHERE of a search before facet filters: tenant, status, full text."""
 
     where: str
     params: list[Any]
@@ -289,7 +317,7 @@ def _scope(query: CatalogQuery, terms: list[str]) -> _Scope:
     params: list[Any] = [query.tenant]
     tsquery = None
     if terms:
-        tsquery = " & ".join(f"{t}:*" for t in terms)
+        tsquery = ts_query(terms)
         where += " AND d.search @@ to_tsquery('simple', %s)"
         params.append(tsquery)
     if query.status != "any":
@@ -298,51 +326,68 @@ def _scope(query: CatalogQuery, terms: list[str]) -> _Scope:
     return _Scope(where, params, tsquery)
 
 
-def _filters(query: CatalogQuery) -> dict[str, tuple[str, Any]]:
-    filters: dict[str, tuple[str, Any]] = {}
+_TAG_FILTER = (
+    "EXISTS (SELECT 1 FROM catalog_tags ft WHERE ft.rid = d.rid AND ft.tag = %s)"
+)
+
+
+def _filters(query: CatalogQuery) -> list[tuple[str, Any]]:
+    filters: list[tuple[str, Any]] = []
     if query.license is not None:
-        filters["license"] = ("d.license = %s", query.license)
+        filters.append(("d.license = %s", query.license))
     if query.region is not None:
-        filters["region"] = ("d.region = %s", query.region)
+        filters.append(("d.region = %s", query.region))
     if query.purpose is not None:
-        filters["purpose"] = (
-            "EXISTS (SELECT 1 FROM catalog_purposes fp "
-            "WHERE fp.rid = d.rid AND fp.purpose = %s)",
-            query.purpose,
+        filters.append(
+            (
+                "EXISTS (SELECT 1 FROM catalog_purposes fp "
+                "WHERE fp.rid = d.rid AND fp.purpose = %s)",
+                query.purpose,
+            )
         )
     if query.tag is not None:
-        filters["tag"] = (
-            "EXISTS (SELECT 1 FROM catalog_tags ft "
-            "WHERE ft.rid = d.rid AND ft.tag = %s)",
-            query.tag,
-        )
+        filters.append((_TAG_FILTER, query.tag))
     return filters
 
 
-def _facet(
-    curs: Cursor[DictRow],
-    name: str,
-    scope: _Scope,
-    filters: dict[str, tuple[str, Any]],
-) -> dict[str, int]:
-    """Counts per value of one facet, under every filter but its own."""
-    others = [f for key, f in filters.items() if key != name]
-    where = scope.where + "".join(f" AND {sql}" for sql, _ in others)
-    args = [*scope.params, *(arg for _, arg in others)]
-    if name == "purpose":
-        sql = (
-            "SELECT p.purpose AS value, count(*) AS n FROM catalog_datasets d "
-            f"JOIN catalog_purposes p ON p.rid = d.rid WHERE {where} "
-            f"GROUP BY p.purpose ORDER BY n DESC, p.purpose LIMIT {FACET_LIMIT}"
+def _crosstabs(
+    curs: Cursor[DictRow], query: CatalogQuery, terms: list[str], scope: _Scope
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str, int]]]:
+    """(license, region) and (license, region, purpose) counts of the scope."""
+    if not terms:
+        where, args = "tenant = %s AND tag = %s", [query.tenant, query.tag or ALL]
+        if query.status != "any":
+            where += " AND status = %s"
+            args.append(query.status)
+        curs.execute(
+            "SELECT license, region, sum(n) AS n FROM catalog_facet_lr "
+            f"WHERE {where} GROUP BY license, region",
+            args,
         )
-    else:
-        sql = (
-            f"SELECT d.{name} AS value, count(*) AS n FROM catalog_datasets d "
-            f"WHERE {where} GROUP BY d.{name} ORDER BY n DESC, d.{name} "
-            f"LIMIT {FACET_LIMIT}"
+        lr = [(r["license"], r["region"], int(r["n"])) for r in curs.fetchall()]
+        curs.execute(
+            "SELECT license, region, purpose, sum(n) AS n FROM catalog_facet_lrp "
+            f"WHERE {where} GROUP BY license, region, purpose",
+            args,
         )
-    curs.execute(sql, args)
-    return {r["value"]: r["n"] for r in curs.fetchall()}
+        lrp = [
+            (r["license"], r["region"], r["purpose"], int(r["n"]))
+            for r in curs.fetchall()
+        ]
+        return lr, lrp
+    where, args = scope.where, list(scope.params)
+    if query.tag is not None:
+        where += f" AND {_TAG_FILTER}"
+        args.append(query.tag)
+    curs.execute(
+        "SELECT d.license, d.region, d.purposes, count(*) AS n "
+        f"FROM catalog_datasets d WHERE {where} "
+        "GROUP BY d.license, d.region, d.purposes",
+        args,
+    )
+    return crosstabs_from_rows(
+        (r["license"], r["region"], r["purposes"], int(r["n"])) for r in curs.fetchall()
+    )
 
 
 def _page(
@@ -350,10 +395,10 @@ def _page(
     query: CatalogQuery,
     terms: list[str],
     scope: _Scope,
-    filters: dict[str, tuple[str, Any]],
 ) -> tuple[list[CatalogRow], tuple[Any, int] | None]:
-    where = scope.where + "".join(f" AND {sql}" for sql, _ in filters.values())
-    args = [*scope.params, *(arg for _, arg in filters.values())]
+    filters = _filters(query)
+    where = scope.where + "".join(f" AND {sql}" for sql, _ in filters)
+    args = [*scope.params, *(arg for _, arg in filters)]
     if terms:
         key = "(-ts_rank(d.search, to_tsquery('simple', %s)))::float8"
         key_args: list[Any] = [scope.tsquery]

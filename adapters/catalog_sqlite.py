@@ -9,8 +9,14 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from adapters.catalog_sql import (
-    FACET_LIMIT,
+    ALL,
+    CELL_COLUMNS,
+    FACET_TABLES,
     ROW_COLUMNS,
+    crosstabs_from_rows,
+    facet_deltas,
+    facets_from,
+    fts_match,
     row_from,
     row_params,
     search_terms,
@@ -79,17 +85,34 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             "CREATE INDEX IF NOT EXISTS catalog_by_name "
             "ON catalog_datasets (tenant, status, name, rid)",
             "CREATE INDEX IF NOT EXISTS catalog_by_license "
-            "ON catalog_datasets (tenant, status, license, region)",
+            "ON catalog_datasets (tenant, status, license, name, rid)",
             "CREATE INDEX IF NOT EXISTS catalog_by_region "
-            "ON catalog_datasets (tenant, status, region, license)",
+            "ON catalog_datasets (tenant, status, region, name, rid)",
+            # Facet cross-tabs per tenant, kept up to date by write_batch.
+            "CREATE TABLE IF NOT EXISTS catalog_facet_lr (tenant TEXT NOT NULL, "
+            "status TEXT NOT NULL, tag TEXT NOT NULL, license TEXT NOT NULL, "
+            "region TEXT NOT NULL, n INTEGER NOT NULL, "
+            "PRIMARY KEY (tenant, status, tag, license, region)) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS catalog_facet_lrp (tenant TEXT NOT NULL, "
+            "status TEXT NOT NULL, tag TEXT NOT NULL, license TEXT NOT NULL, "
+            "region TEXT NOT NULL, purpose TEXT NOT NULL, n INTEGER NOT NULL, "
+            "PRIMARY KEY (tenant, status, tag, license, region, purpose)) "
+            "WITHOUT ROWID",
+            # One row per (dataset, purpose) and per (dataset, tag), carrying the
+            # columns a listing filters and sorts on, so a tag or purpose can
+            # drive a listing in name order without touching the wide rows.
             "CREATE TABLE IF NOT EXISTS catalog_purposes (rid INTEGER NOT NULL, "
-            "tenant TEXT NOT NULL, purpose TEXT NOT NULL, PRIMARY KEY (rid, purpose))",
+            "tenant TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL, "
+            "name TEXT NOT NULL, license TEXT NOT NULL, region TEXT NOT NULL, "
+            "PRIMARY KEY (rid, purpose))",
             "CREATE INDEX IF NOT EXISTS catalog_purposes_by_value "
-            "ON catalog_purposes (tenant, purpose, rid)",
+            "ON catalog_purposes (tenant, purpose, status, name, rid)",
             "CREATE TABLE IF NOT EXISTS catalog_tags (rid INTEGER NOT NULL, "
-            "tenant TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (rid, tag))",
+            "tenant TEXT NOT NULL, tag TEXT NOT NULL, status TEXT NOT NULL, "
+            "name TEXT NOT NULL, license TEXT NOT NULL, region TEXT NOT NULL, "
+            "PRIMARY KEY (rid, tag))",
             "CREATE INDEX IF NOT EXISTS catalog_tags_by_value "
-            "ON catalog_tags (tenant, tag, rid)",
+            "ON catalog_tags (tenant, tag, status, name, rid)",
             "CREATE TABLE IF NOT EXISTS catalog_lineage (tenant TEXT NOT NULL, "
             "downstream TEXT NOT NULL, upstream TEXT NOT NULL, "
             "PRIMARY KEY (downstream, upstream))",
@@ -97,7 +120,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             "ON catalog_lineage (upstream, downstream)",
             "CREATE VIRTUAL TABLE IF NOT EXISTS catalog_fts USING fts5("
             "name, description, tags, columns, "
-            "tokenize='unicode61 remove_diacritics 2', prefix='2 3')",
+            "tokenize='unicode61 remove_diacritics 2')",
         ]
 
     # -- writes -----------------------------------------------------------------
@@ -118,7 +141,27 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
     def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as c:
             if rows:
+                marks = ",".join("?" * len(rows))
+                c.execute(
+                    f"SELECT {CELL_COLUMNS} FROM catalog_datasets "
+                    f"WHERE id IN ({marks})",
+                    [r.id.hex for r in rows],
+                )
+                old = [tuple(r) for r in c.fetchall()]
                 self._write_rows(c, rows)
+                lr, lrp = facet_deltas(old, rows)
+                c.executemany(
+                    "INSERT INTO catalog_facet_lr VALUES (?,?,?,?,?,?) "
+                    "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                    lr,
+                )
+                c.executemany(
+                    "INSERT INTO catalog_facet_lrp VALUES (?,?,?,?,?,?,?) "
+                    "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                    lrp,
+                )
+                for table in FACET_TABLES:
+                    c.execute(f"DELETE FROM {table} WHERE n = 0")
             self._insert_tracking(c, tracking)
 
     def _write_rows(self, c: SQLiteCursor, rows: Sequence[CatalogRow]) -> None:
@@ -145,12 +188,20 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             [(rid[r.id.hex], *search_text(r)) for r in rows],
         )
         c.executemany(
-            "INSERT INTO catalog_purposes VALUES (?,?,?)",
-            [(rid[r.id.hex], r.tenant, p) for r in rows for p in r.purposes],
+            "INSERT INTO catalog_purposes VALUES (?,?,?,?,?,?,?)",
+            [
+                (rid[r.id.hex], r.tenant, p, r.status, r.name, r.license, r.region)
+                for r in rows
+                for p in r.purposes
+            ],
         )
         c.executemany(
-            "INSERT INTO catalog_tags VALUES (?,?,?)",
-            [(rid[r.id.hex], r.tenant, t) for r in rows for t in r.tags],
+            "INSERT INTO catalog_tags VALUES (?,?,?,?,?,?,?)",
+            [
+                (rid[r.id.hex], r.tenant, t, r.status, r.name, r.license, r.region)
+                for r in rows
+                for t in r.tags
+            ],
         )
         c.executemany(
             "INSERT INTO catalog_lineage VALUES (?,?,?)",
@@ -160,6 +211,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as c:
             for table in (
+                *FACET_TABLES,
                 "catalog_datasets",
                 "catalog_purposes",
                 "catalog_tags",
@@ -203,64 +255,63 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
         terms = search_terms(query.q)
         if (query.q.strip() and not terms) or unmatchable(query):
             return CatalogPage(items=[], total=0, facets={}, next_after=None)
-        scope = _scope(query, terms)
-        filters = _filters(query)
         with self.datastore.transaction(commit=False) as c:
-            facets = {
-                name: self._facet(c, name, scope, filters)
-                for name in ("license", "purpose", "region")
-            }
-            if query.license is not None:
-                total = facets["license"].get(query.license, 0)
-            else:
-                total = sum(facets["license"].values())
-            items, next_after = self._page(c, query, terms, scope, filters)
+            lr, lrp = self._crosstabs(c, query, terms)
+            facets, total = facets_from(lr, lrp, query)
+            scope = _scope(query, terms, _driver(query, terms, lr, lrp))
+            items, next_after = self._page(c, query, terms, scope)
         return CatalogPage(
             items=items, total=total, facets=facets, next_after=next_after
         )
 
     @staticmethod
-    def _facet(
-        c: SQLiteCursor,
-        name: str,
-        scope: _Scope,
-        filters: dict[str, tuple[str, Any]],
-    ) -> dict[str, int]:
-        """Counts per value of one facet, under every filter but its own."""
-        others = [f for key, f in filters.items() if key != name]
-        where = scope.where + "".join(f" AND {sql}" for sql, _ in others)
-        args = [*scope.params, *(arg for _, arg in others)]
-        if name == "purpose":
-            sql = (
-                f"SELECT p.purpose, count(*) AS n {scope.source} "
-                f"JOIN catalog_purposes p ON p.rid=d.rid WHERE {where} "
-                f"GROUP BY p.purpose ORDER BY n DESC, p.purpose LIMIT {FACET_LIMIT}"
+    def _crosstabs(
+        c: SQLiteCursor, query: CatalogQuery, terms: list[str]
+    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str, int]]]:
+        """(license, region) and (license, region, purpose) counts of the scope."""
+        if not terms:
+            where, args = "tenant = ? AND tag = ?", [query.tenant, query.tag or ALL]
+            if query.status != "any":
+                where += " AND status = ?"
+                args.append(query.status)
+            c.execute(
+                "SELECT license, region, sum(n) FROM catalog_facet_lr "
+                f"WHERE {where} GROUP BY license, region",
+                args,
             )
-        else:
-            sql = (
-                f"SELECT d.{name}, count(*) AS n {scope.source} WHERE {where} "
-                f"GROUP BY d.{name} ORDER BY n DESC, d.{name} LIMIT {FACET_LIMIT}"
+            lr = [tuple(r) for r in c.fetchall()]
+            c.execute(
+                "SELECT license, region, purpose, sum(n) FROM catalog_facet_lrp "
+                f"WHERE {where} GROUP BY license, region, purpose",
+                args,
             )
-        c.execute(sql, args)
-        return {r[0]: r[1] for r in c.fetchall()}
+            return lr, [tuple(r) for r in c.fetchall()]  # type: ignore[misc]
+        scope = _scope(query, terms, "name")
+        c.execute(
+            f"SELECT d.license, d.region, d.purposes, count(*) {scope.source} "
+            f"WHERE {scope.where} GROUP BY d.license, d.region, d.purposes",
+            scope.params,
+        )
+        return crosstabs_from_rows(c.fetchall())
 
     @staticmethod
     def _page(
-        c: SQLiteCursor,
-        query: CatalogQuery,
-        terms: list[str],
-        scope: _Scope,
-        filters: dict[str, tuple[str, Any]],
+        c: SQLiteCursor, query: CatalogQuery, terms: list[str], scope: _Scope
     ) -> tuple[list[CatalogRow], tuple[Any, int] | None]:
-        where = scope.where + "".join(f" AND {sql}" for sql, _ in filters.values())
-        args = [*scope.params, *(arg for _, arg in filters.values())]
+        filters = _filters(query, skip_purpose=scope.driver == "purpose")
+        where = scope.where + "".join(f" AND {sql}" for sql, _ in filters)
+        args = [*scope.params, *(arg for _, arg in filters)]
         key = _SCORE if terms else "d.name"
         if query.after is not None:
             where += f" AND ({key}, d.rid) > (?, ?)"
             args += [query.after[0], query.after[1]]
+        # Rank and sort only (key, rid) pairs; fetch the wide rows of the page after.
         c.execute(
-            f"SELECT {_SELECT}, {key} AS sort_key, d.rid AS rid {scope.source} "
-            f"WHERE {where} ORDER BY sort_key, d.rid LIMIT ?",
+            f"SELECT {_SELECT}, k.sort_key AS sort_key, k.rid AS rid FROM ("
+            f"SELECT {key} AS sort_key, d.rid AS rid {scope.source} "
+            f"WHERE {where} ORDER BY sort_key, d.rid LIMIT ?) AS k "
+            "CROSS JOIN catalog_datasets d ON d.rid = k.rid "
+            "ORDER BY k.sort_key, k.rid",
             [*args, query.limit + 1],
         )
         records = c.fetchall()
@@ -330,44 +381,93 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
 
 @dataclass(frozen=True)
 class _Scope:
-    """FROM and WHERE of a search before facet filters: tenant, status, text."""
+    """FROM and WHERE of a search before facet filters: tenant, status, text, tag."""
 
     source: str
     where: str
     params: list[Any]
+    driver: Driver
 
 
-def _scope(query: CatalogQuery, terms: list[str]) -> _Scope:
+Driver = Literal["name", "tag", "purpose"]
+DRIVER_MAX = 5000
+"""Up to this many rows, a tag or purpose index drives a listing and the page
+is sorted; beyond it, walking the name index and checking each row is cheaper."""
+
+
+def _driver(
+    query: CatalogQuery,
+    terms: list[str],
+    lr: list[tuple[str, str, int]],
+    lrp: list[tuple[str, str, str, int]],
+) -> Driver:
+    """Which index should produce the rows of a listing (no text) page."""
+    if terms:
+        return "name"
+    sizes: list[tuple[int, Driver]] = []
+    if query.tag is not None:
+        sizes.append((sum(n for *_, n in lr), "tag"))
+    if query.purpose is not None:
+        sizes.append((sum(n for *_, p, n in lrp if p == query.purpose), "purpose"))
+    size, driver = min(sizes, default=(0, "name"))
+    return driver if driver != "name" and size <= DRIVER_MAX else "name"
+
+
+def _scope(query: CatalogQuery, terms: list[str], driver: Driver) -> _Scope:
+    """Tenant, status, text and tag: what every facet count is restricted to.
+
+    The tag is not a facet, so it narrows the scope. ``driver`` names the index
+    that produces the rows (see DRIVER_MAX).
+    """
+    # The tag and purpose tables carry tenant, status, name, license, region
+    # and rid under the same names, so they stand in for "d" as drivers.
     where = "d.tenant = ?"
     params: list[Any] = [query.tenant]
     source = "FROM catalog_datasets d"
+    if driver == "tag":
+        source = "FROM catalog_tags d"
+        where += " AND d.tag = ?"
+        params.append(query.tag)
+    elif query.tag is not None:
+        where += f" AND {_TAG_FILTER}"
+        params.append(query.tag)
+    if driver == "purpose":
+        source = "FROM catalog_purposes d"
+        where += " AND d.purpose = ?"
+        params.append(query.purpose)
     if terms:
-        source = "FROM catalog_fts JOIN catalog_datasets d ON d.rid = catalog_fts.rowid"
+        # CROSS JOIN keeps the full-text match as the outer loop: left to
+        # itself SQLite may drive from an index on d and re-run MATCH per row.
+        source = (
+            "FROM catalog_fts CROSS JOIN catalog_datasets d "
+            "ON d.rid = catalog_fts.rowid"
+        )
         where += " AND catalog_fts MATCH ?"
-        params.append(" ".join('"' + t.replace('"', '""') + '"*' for t in terms))
+        params.append(fts_match(terms))
     if query.status != "any":
         where += " AND d.status = ?"
         params.append(query.status)
-    return _Scope(source, where, params)
+    return _Scope(source, where, params, driver)
 
 
-def _filters(query: CatalogQuery) -> dict[str, tuple[str, Any]]:
-    filters: dict[str, tuple[str, Any]] = {}
+_TAG_FILTER = (
+    "EXISTS (SELECT 1 FROM catalog_tags ft WHERE ft.rid = d.rid AND ft.tag = ?)"
+)
+
+
+def _filters(query: CatalogQuery, *, skip_purpose: bool) -> list[tuple[str, Any]]:
+    filters: list[tuple[str, Any]] = []
     if query.license is not None:
-        filters["license"] = ("d.license = ?", query.license)
+        filters.append(("d.license = ?", query.license))
     if query.region is not None:
-        filters["region"] = ("d.region = ?", query.region)
-    if query.purpose is not None:
-        filters["purpose"] = (
-            "EXISTS (SELECT 1 FROM catalog_purposes fp "
-            "WHERE fp.rid = d.rid AND fp.purpose = ?)",
-            query.purpose,
-        )
-    if query.tag is not None:
-        filters["tag"] = (
-            "EXISTS (SELECT 1 FROM catalog_tags ft "
-            "WHERE ft.rid = d.rid AND ft.tag = ?)",
-            query.tag,
+        filters.append(("d.region = ?", query.region))
+    if query.purpose is not None and not skip_purpose:
+        filters.append(
+            (
+                "EXISTS (SELECT 1 FROM catalog_purposes fp "
+                "WHERE fp.rid = d.rid AND fp.purpose = ?)",
+                query.purpose,
+            )
         )
     return filters
 

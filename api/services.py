@@ -12,7 +12,7 @@ from adapters.datafiles import LocalDataFiles
 from adapters.ledger.store import Ledger, open_ledger
 from api.metrics import Metrics
 from application.datasets import Datasets
-from projections.catalog import CatalogProjection, CatalogView
+from projections.catalog import CatalogProjection, CatalogView, SearchCache
 from projections.coverage import CatalogQueries
 from projections.lineage import LineageProjection, LineageView
 from projections.runner import BatchRunner
@@ -63,6 +63,7 @@ class Services:
         self.metrics = metrics
         self.lineage = lineage
         """The graph lineage view, when a graph database is configured."""
+        self.search = SearchCache(catalog)
         self._closed = threading.Event()
         self._scheduler: Any = None
 

@@ -8,7 +8,9 @@ transaction (exactly once).
 
 from __future__ import annotations
 
+import threading
 from abc import abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -262,3 +264,46 @@ class CatalogProjection(Projection[CatalogView]):
         self, event: Dataset.Retired, tracking: Tracking, batch: CatalogBatch
     ) -> None:
         batch.update(event, tracking, status="retired")
+
+
+class SearchCache:
+    """Search results memoised per view position.
+
+    The catalog cannot change without its tracking position moving, so a page
+    computed at position P is exact for every later request at P. Dashboards
+    repeat the same searches; a full-text search over a broad term is the
+    expensive case this saves. A new position empties the cache.
+    """
+
+    def __init__(self, view: CatalogView, *, size: int = 512) -> None:
+        self.view = view
+        self.size = size
+        self.hits = 0
+        self.misses = 0
+        self._position: int | None = None
+        self._pages: OrderedDict[CatalogQuery, CatalogPage] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def search(self, query: CatalogQuery, position: int) -> tuple[CatalogPage, bool]:
+        """The page for ``query`` and whether it came from the cache.
+
+        ``position`` is the view's tracking position, read by the caller before
+        this call (so a page is never filed under a later position than it saw).
+        """
+        with self._lock:
+            if position != self._position:
+                self._pages.clear()
+                self._position = position
+            page = self._pages.get(query)
+            if page is not None:
+                self._pages.move_to_end(query)
+                self.hits += 1
+                return page, True
+        page = self.view.search(query)
+        with self._lock:
+            self.misses += 1
+            if position == self._position:
+                self._pages[query] = page
+                while len(self._pages) > self.size:
+                    self._pages.popitem(last=False)
+        return page, False

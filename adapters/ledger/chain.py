@@ -31,6 +31,12 @@ def check_topic(topic: str) -> str:
     return topic
 
 
+_CANONICAL = (
+    b'{"originator_id":"%s","position":%d,"prev_hash":"%s","state":%s,'
+    b'"topic":"%s","version":%d}'
+)
+
+
 def event_hash(
     position: int,
     originator_id: UUID,
@@ -40,17 +46,25 @@ def event_hash(
     prev_hash: str,
 ) -> str:
     """The chain hash of one stored event (fast path)."""
-    canonical = (
-        b'{"originator_id":"%s","position":%d,"prev_hash":"%s","state":%s,'
-        b'"topic":"%s","version":%d}'
-        % (
-            str(originator_id).encode(),
-            position,
-            prev_hash.encode(),
-            state,
-            topic.encode(),
-            version,
-        )
+    return row_hash(position, str(originator_id), version, topic, state, prev_hash)
+
+
+def row_hash(
+    position: int,
+    originator_id: str,
+    version: int,
+    topic: str,
+    state: bytes,
+    prev_hash: str,
+) -> str:
+    """The chain hash from a raw row (``originator_id`` in 8-4-4-4-12 form)."""
+    canonical = _CANONICAL % (
+        originator_id.encode(),
+        position,
+        prev_hash.encode(),
+        state,
+        topic.encode(),
+        version,
     )
     return hashlib.sha256(canonical).hexdigest()
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
@@ -199,6 +200,21 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             SQL("WHERE e.originator_id=%s ORDER BY e.originator_version"),
             (originator_id,),
         )
+
+    def chain_rows(self, *, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Raw (position, id text, version, topic, state, prev_hash, hash) rows."""
+        query = SQL(
+            "SELECT e.notification_id, e.originator_id::text, e.originator_version, "
+            "e.topic, e.state, c.prev_hash, c.hash FROM {0} e "
+            "LEFT JOIN {1} c ON c.position=e.notification_id "
+            "WHERE e.notification_id>%s ORDER BY e.notification_id LIMIT %s"
+        ).format(self._events, self._chain)
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(query, (after, limit), prepare=True)
+            return curs.fetchall()
 
     def chain_positions(self, lo: int, hi: int) -> list[int]:
         """Chain rows between two positions (to name events deleted from the log)."""

@@ -151,6 +151,21 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             )
             return [_entry(r) for r in c.fetchall()]
 
+    def chain_rows(self, *, after: int, limit: int) -> list[tuple[Any, ...]]:
+        """Raw (position, id text, version, topic, state, prev_hash, hash) rows."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT e.rowid, substr(e.originator_id,1,8)||'-'||"
+                "substr(e.originator_id,9,4)||'-'||substr(e.originator_id,13,4)||'-'||"
+                "substr(e.originator_id,17,4)||'-'||substr(e.originator_id,21), "
+                "e.originator_version, e.topic, e.state, c.prev_hash, c.hash "
+                f"FROM {self.events_table_name} e "
+                "LEFT JOIN event_chain c ON c.position=e.rowid "
+                "WHERE e.rowid>? ORDER BY e.rowid LIMIT ?",
+                (after, limit),
+            )
+            return [tuple(r) for r in c.fetchall()]
+
     def chain_positions(self, lo: int, hi: int) -> list[int]:
         """Chain rows between two positions (to name events deleted from the log)."""
         with self.datastore.transaction(commit=False) as c:

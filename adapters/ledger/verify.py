@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from adapters.ledger.chain import GENESIS, event_hash
+from adapters.ledger.chain import GENESIS, row_hash
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,24 +57,24 @@ def verify_chain(  # noqa: C901 - one walk; each check names where it fails
         )
 
     while True:
-        entries = recorder.entries(after=last, limit=page)
-        if not entries:
+        rows = recorder.chain_rows(after=last, limit=page)
+        if not rows:
             break
-        for e in entries:
-            if not e.hash:
-                return broken(e.position, "event has no chain record")
-            if prev is not None and e.prev_hash != prev:
-                gone = recorder.chain_positions(last, e.position)
+        for position, oid, version, topic, state, prev_hash, stored in rows:
+            if not stored:
+                return broken(position, "event has no chain record")
+            if prev is not None and prev_hash != prev:
+                gone = recorder.chain_positions(last, position)
                 if gone:
                     return broken(gone[0], "event is missing from the log")
-                return broken(e.position, "prev_hash does not match the previous event")
-            computed = event_hash(
-                e.position, e.originator_id, e.version, e.topic, e.state, e.prev_hash
-            )
-            if computed != e.hash:
-                return broken(e.position, "event content does not match its hash")
-            prev = e.hash
-            last = e.position
+                return broken(position, "prev_hash does not match the previous event")
+            if (
+                row_hash(position, oid, version, topic, bytes(state), prev_hash)
+                != stored
+            ):
+                return broken(position, "event content does not match its hash")
+            prev = stored
+            last = position
             checked += 1
         if progress is not None:
             progress(checked, last)

@@ -377,7 +377,8 @@ class DatasetController(Controller):
         )
         if after:
             query = dataclasses.replace(query, after=decode_cursor(query, after))
-        page = services.catalog.search(query)
+        page, cached = services.search.search(query, int(headers["x-ig-position"]))
+        headers["x-ig-cache"] = "hit" if cached else "miss"
         body = DatasetPage(
             items=[row_out(r) for r in page.items],
             total=page.total,

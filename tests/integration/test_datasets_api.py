@@ -20,7 +20,9 @@ def log_head(client: TestClient[Any]) -> dict[str, Any]:
 
 
 def register(client: TestClient[Any], name: str, **overrides: Any) -> dict[str, Any]:
-    response = client.post("/v1/datasets", json=dataset_body(name, **overrides), headers=H)
+    response = client.post(
+        "/v1/datasets", json=dataset_body(name, **overrides), headers=H
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -54,7 +56,9 @@ class TestRegistration:
         assert again.json()["position"] == first["position"]
         assert log_head(client) == head
 
-    def test_different_body_under_the_same_name_is_409(self, client: TestClient[Any]) -> None:
+    def test_different_body_under_the_same_name_is_409(
+        self, client: TestClient[Any]
+    ) -> None:
         """The natural key (tenant, name) is taken: conflict names the dataset."""
         first = register(client, "orders")
         response = client.post(
@@ -70,12 +74,15 @@ class TestRegistration:
     ) -> None:
         """Names are unique per tenant only."""
         mine = register(client, "orders")
-        theirs = client.post("/v1/datasets", json=dataset_body("orders"),
-                             headers=bearer("globex"))
+        theirs = client.post(
+            "/v1/datasets", json=dataset_body("orders"), headers=bearer("globex")
+        )
         assert theirs.status_code == 201
         assert theirs.json()["id"] != mine["id"]
 
-    def test_idempotency_key_replays_the_first_response(self, client: TestClient[Any]) -> None:
+    def test_idempotency_key_replays_the_first_response(
+        self, client: TestClient[Any]
+    ) -> None:
         """A retried command with its key gets the original answer, no new event."""
         headers = {**H, "Idempotency-Key": "req-42"}
         first = client.post("/v1/datasets", json=dataset_body(), headers=headers)
@@ -104,7 +111,8 @@ class TestAmendRetire:
         created = register(client, "orders")
         url = f"/v1/datasets/{created['id']}"
         response = client.patch(
-            url, json={"description": "new", "tags": ["x", "y"]},
+            url,
+            json={"description": "new", "tags": ["x", "y"]},
             headers={**H, "If-Match": '"1"'},
         )
         assert response.status_code == 200
@@ -113,9 +121,14 @@ class TestAmendRetire:
         assert current.headers["etag"] == '"2"'
         data = current.json()
         assert (data["description"], data["tags"], data["license"]) == (
-            "new", ["x", "y"], "Restricted-TOS")
+            "new",
+            ["x", "y"],
+            "Restricted-TOS",
+        )
 
-    def test_patch_that_changes_nothing_keeps_the_version(self, client: TestClient[Any]) -> None:
+    def test_patch_that_changes_nothing_keeps_the_version(
+        self, client: TestClient[Any]
+    ) -> None:
         """No change, no event: still 200 with the same version."""
         created = register(client, "orders")
         head = log_head(client)
@@ -128,7 +141,9 @@ class TestAmendRetire:
         assert response.json()["version"] == 1
         assert log_head(client) == head
 
-    def test_retire_keeps_history_and_blocks_amendments(self, client: TestClient[Any]) -> None:
+    def test_retire_keeps_history_and_blocks_amendments(
+        self, client: TestClient[Any]
+    ) -> None:
         """DELETE records Retired; the dataset stays readable; PATCH is then 409."""
         created = register(client, "orders")
         url = f"/v1/datasets/{created['id']}"
@@ -138,21 +153,32 @@ class TestAmendRetire:
         again = client.delete(url, headers=H)
         assert again.status_code == 200
         assert again.json()["version"] == retired.json()["version"]
-        patch = client.patch(url, json={"description": "x"},
-                             headers={**H, "If-Match": f'"{retired.json()["version"]}"'})
+        patch = client.patch(
+            url,
+            json={"description": "x"},
+            headers={**H, "If-Match": f'"{retired.json()["version"]}"'},
+        )
         assert patch.status_code == 409
         assert patch.json()["type"] == "/problems/dataset-retired"
         history = client.get(url + "/history", headers=H).json()["entries"]
-        assert [e["topic"].rsplit(".", 1)[1] for e in history] == ["Registered", "Retired"]
+        assert [e["topic"].rsplit(".", 1)[1] for e in history] == [
+            "Registered",
+            "Retired",
+        ]
         assert history[1]["state"]["reason"] == "superseded"
 
     def test_history_entries_carry_chain_hashes(self, client: TestClient[Any]) -> None:
         """History shows positions and hashes identical to the global log's."""
         created = register(client, "orders")
-        client.patch(f"/v1/datasets/{created['id']}", json={"owner": "team"},
-                     headers={**H, "If-Match": '"1"'})
+        client.patch(
+            f"/v1/datasets/{created['id']}",
+            json={"owner": "team"},
+            headers={**H, "If-Match": '"1"'},
+        )
         history = client.get(f"/v1/datasets/{created['id']}/history", headers=H).json()
-        log = {e["position"]: e for e in client.get("/v1/log", headers=H).json()["entries"]}
+        log = {
+            e["position"]: e for e in client.get("/v1/log", headers=H).json()["entries"]
+        }
         assert len(history["entries"]) == 2
         for entry in history["entries"]:
             assert log[entry["position"]]["hash"] == entry["hash"]
@@ -160,43 +186,60 @@ class TestAmendRetire:
 
 
 class TestLineage:
-    def test_lineage_walks_up_and_down_to_a_depth(self, client: TestClient[Any]) -> None:
+    def test_lineage_walks_up_and_down_to_a_depth(
+        self, client: TestClient[Any]
+    ) -> None:
         """raw <- clean <- report: up from report, down from raw, depth-limited."""
         raw = register(client, "raw")["id"]
         clean = register(client, "clean", upstream=[raw])["id"]
         report = register(client, "report")["id"]
-        linked = client.post(f"/v1/datasets/{report}/lineage", json={"upstream": [clean]},
-                             headers=H)
+        linked = client.post(
+            f"/v1/datasets/{report}/lineage", json={"upstream": [clean]}, headers=H
+        )
         assert linked.status_code == 200
         position = str(linked.json()["position"])
-        up = client.get(f"/v1/datasets/{report}/lineage?direction=up&depth=5",
-                        headers={**H, "x-ig-min-position": position}).json()
+        up = client.get(
+            f"/v1/datasets/{report}/lineage?direction=up&depth=5",
+            headers={**H, "x-ig-min-position": position},
+        ).json()
         assert [n["name"] for n in up["nodes"]] == ["report", "clean", "raw"]
         assert {(e["downstream"], e["upstream"]) for e in up["edges"]} == {
-            (report, clean), (clean, raw)}
-        down = client.get(f"/v1/datasets/{raw}/lineage?direction=down&depth=1",
-                          headers={**H, "x-ig-min-position": position}).json()
-        assert [(n["name"], n["depth"]) for n in down["nodes"]] == [("raw", 0), ("clean", 1)]
+            (report, clean),
+            (clean, raw),
+        }
+        down = client.get(
+            f"/v1/datasets/{raw}/lineage?direction=down&depth=1",
+            headers={**H, "x-ig-min-position": position},
+        ).json()
+        assert [(n["name"], n["depth"]) for n in down["nodes"]] == [
+            ("raw", 0),
+            ("clean", 1),
+        ]
 
     def test_a_cycle_is_refused_with_its_path(self, client: TestClient[Any]) -> None:
         """Linking raw upstream to report (which depends on raw) is a 409 naming the loop."""
         raw = register(client, "raw")["id"]
         clean = register(client, "clean", upstream=[raw])["id"]
         head = log_head(client)
-        response = client.post(f"/v1/datasets/{raw}/lineage", json={"upstream": [clean]},
-                               headers=H)
+        response = client.post(
+            f"/v1/datasets/{raw}/lineage", json={"upstream": [clean]}, headers=H
+        )
         assert response.status_code == 409
         assert response.json()["type"] == "/problems/lineage-cycle"
         assert response.json()["cycle"] == [raw, clean, raw]
         assert log_head(client) == head
 
-    def test_upstream_from_another_tenant_is_unknown(self, client: TestClient[Any]) -> None:
+    def test_upstream_from_another_tenant_is_unknown(
+        self, client: TestClient[Any]
+    ) -> None:
         """Lineage never crosses tenants; the foreign id is reported as not existing."""
-        theirs = client.post("/v1/datasets", json=dataset_body("x"),
-                             headers=bearer("globex")).json()["id"]
+        theirs = client.post(
+            "/v1/datasets", json=dataset_body("x"), headers=bearer("globex")
+        ).json()["id"]
         mine = register(client, "orders")["id"]
-        response = client.post(f"/v1/datasets/{mine}/lineage", json={"upstream": [theirs]},
-                               headers=H)
+        response = client.post(
+            f"/v1/datasets/{mine}/lineage", json={"upstream": [theirs]}, headers=H
+        )
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"] == "upstream[0]"
 
@@ -214,8 +257,12 @@ class TestCatalogSearch:
                 purposes=["investigation"] if i % 4 else ["investigation", "fraud"],
                 region=["EU", "US"][i % 2],
                 tags=["finance"] if i % 2 else ["web"],
-                columns=[{"name": "iban_number" if i % 2 else "page_url",
-                          "classification": "secret" if i % 2 else "public"}],
+                columns=[
+                    {
+                        "name": "iban_number" if i % 2 else "page_url",
+                        "classification": "secret" if i % 2 else "public",
+                    }
+                ],
             )
             last = client.post("/v1/datasets", json=body, headers=H).json()["position"]
         return str(last)
@@ -225,8 +272,14 @@ class TestCatalogSearch:
     ) -> None:
         """Words from any searchable field find the dataset (prefixes too)."""
         wait = {"x-ig-min-position": catalog}
-        for query, expected in [("payments", 6), ("financ", 6), ("iban", 6),
-                                ("ds-03", 1), ("click stream", 6), ("nothing-here", 0)]:
+        for query, expected in [
+            ("payments", 6),
+            ("financ", 6),
+            ("iban", 6),
+            ("ds-03", 1),
+            ("click stream", 6),
+            ("nothing-here", 0),
+        ]:
             body = search(client, f"?q={query}", **wait).json()
             assert body["total"] == expected, query
             assert len(body["items"]) == min(expected, 20)
@@ -239,7 +292,10 @@ class TestCatalogSearch:
         everything = search(client, "", **wait).json()
         assert everything["total"] == 12
         assert everything["facets"]["license"] == {
-            "CC-BY-4.0": 4, "Embargoed": 4, "Restricted-TOS": 4}
+            "CC-BY-4.0": 4,
+            "Embargoed": 4,
+            "Restricted-TOS": 4,
+        }
         assert everything["facets"]["purpose"] == {"investigation": 12, "fraud": 3}
         eu = search(client, "?region=EU&purpose=fraud", **wait).json()
         assert eu["total"] == 3
@@ -258,8 +314,11 @@ class TestCatalogSearch:
             while url:
                 page = client.get(url, headers={**H, **wait}).json()
                 seen += [i["name"] for i in page["items"]]
-                url = (f"/v1/datasets{query}&after={page['next']}"
-                       if page["next"] else None)
+                url = (
+                    f"/v1/datasets{query}&after={page['next']}"
+                    if page["next"]
+                    else None
+                )
             total = search(client, query, **wait).json()["total"]
             assert len(seen) == len(set(seen)) == total
 
@@ -267,7 +326,9 @@ class TestCatalogSearch:
         self, client: TestClient[Any], catalog: str
     ) -> None:
         """Cursors are bound to their query: reuse elsewhere is a 400 naming `after`."""
-        cursor = search(client, "?limit=2", **{"x-ig-min-position": catalog}).json()["next"]
+        cursor = search(client, "?limit=2", **{"x-ig-min-position": catalog}).json()[
+            "next"
+        ]
         response = search(client, f"?q=ledger&after={cursor}")
         assert response.status_code == 400
         assert response.json()["errors"][0]["field"] == "after"
@@ -291,19 +352,43 @@ class TestCatalogSearch:
         assert int(response.headers["x-ig-position"]) >= int(catalog)
         assert int(response.headers["x-ig-lag-events"]) >= 0
 
+    def test_repeated_searches_are_cached_until_the_position_moves(
+        self, client: TestClient[Any], catalog: str
+    ) -> None:
+        """Same query at the same position: a cache hit; a new event: fresh results."""
+        wait = {"x-ig-min-position": catalog}
+        first = search(client, "?q=ledger", **wait)
+        again = search(client, "?q=ledger", **wait)
+        assert (first.headers["x-ig-cache"], again.headers["x-ig-cache"]) == (
+            "miss",
+            "hit",
+        )
+        assert again.json() == first.json()
+        done = register(client, "new-ledger", description="ledger of refunds")
+        fresh = search(
+            client, "?q=ledger", **{"x-ig-min-position": str(done["position"])}
+        )
+        assert fresh.headers["x-ig-cache"] == "miss"
+        assert fresh.json()["total"] == first.json()["total"] + 1
+
     def test_waiting_for_a_future_position_times_out_with_503(
         self, client: TestClient[Any], catalog: str
     ) -> None:
         """A position the log never reaches: 503 problem with Retry-After."""
-        response = search(client, "", **{"x-ig-min-position": str(int(catalog) + 10_000)})
+        response = search(
+            client, "", **{"x-ig-min-position": str(int(catalog) + 10_000)}
+        )
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         assert response.json()["type"] == "/problems/projection-lagging"
 
-    def test_other_tenants_see_nothing(self, client: TestClient[Any], catalog: str) -> None:
+    def test_other_tenants_see_nothing(
+        self, client: TestClient[Any], catalog: str
+    ) -> None:
         """Search is tenant-scoped."""
-        other = client.get("/v1/datasets", headers={**bearer("globex"),
-                                                    "x-ig-min-position": catalog})
+        other = client.get(
+            "/v1/datasets", headers={**bearer("globex"), "x-ig-min-position": catalog}
+        )
         assert other.json()["total"] == 0
 
 
@@ -318,8 +403,9 @@ class TestCoverageAndOps:
             (root / name).write_text("id\n1\n")
         register(client, "a", location="raw/a.csv")
         last = register(client, "gone", location="missing.csv")["position"]
-        body = client.get("/v1/catalog/coverage",
-                          headers={**H, "x-ig-min-position": str(last)}).json()
+        body = client.get(
+            "/v1/catalog/coverage", headers={**H, "x-ig-min-position": str(last)}
+        ).json()
         assert (body["filesFound"], body["filesRegistered"]) == (3, 1)
         assert body["coverage"] == pytest.approx(1 / 3, abs=1e-6)
         assert body["unregistered"] == ["c.csv", "raw/b.jsonl"]
@@ -332,7 +418,9 @@ class TestCoverageAndOps:
         for i in range(5):
             register(client, f"d{i}")
         first = client.get("/v1/log?limit=3", headers=H).json()
-        second = client.get(f"/v1/log?after={first['nextAfter']}&limit=3", headers=H).json()
+        second = client.get(
+            f"/v1/log?after={first['nextAfter']}&limit=3", headers=H
+        ).json()
         entries = first["entries"] + second["entries"]
         assert [e["position"] for e in entries] == list(range(1, 6))
         assert entries[0]["prevHash"] == "0" * 64
@@ -362,5 +450,9 @@ class TestCoverageAndOps:
         """OpenAPI 3.1 at /schema with every dataset route."""
         spec = client.get("/schema/openapi.json").json()
         assert spec["openapi"].startswith("3.1")
-        assert {"/v1/datasets", "/v1/datasets/{dataset_id}", "/v1/log",
-                "/v1/catalog/coverage"} <= set(spec["paths"])
+        assert {
+            "/v1/datasets",
+            "/v1/datasets/{dataset_id}",
+            "/v1/log",
+            "/v1/catalog/coverage",
+        } <= set(spec["paths"])
