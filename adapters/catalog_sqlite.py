@@ -285,7 +285,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
                 f"WHERE {where} GROUP BY license, region, purpose",
                 args,
             )
-            return lr, [tuple(r) for r in c.fetchall()]  # type: ignore[misc]
+            return lr, [tuple(r) for r in c.fetchall()]
         scope = _scope(query, terms, "name")
         c.execute(
             f"SELECT d.license, d.region, d.purposes, count(*) {scope.source} "

@@ -86,7 +86,9 @@ def bearer(tenant: str = "acme", *scopes: str, ttl_s: int = 3600) -> dict[str, s
     from datetime import timedelta  # noqa: PLC0415
 
     token = issue_token(
-        SECRET, tenant=tenant, scopes=scopes or sorted(SCOPES),
+        SECRET,
+        tenant=tenant,
+        scopes=scopes or sorted(SCOPES),
         ttl=timedelta(seconds=ttl_s),
     )
     return {"Authorization": f"Bearer {token}"}

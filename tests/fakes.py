@@ -54,12 +54,17 @@ class MemoryLineageView(LineageView):
         found = [n for n in seen if self.nodes.get(n, {}).get("tenant") == tenant]
         return LineageGraphView(
             nodes=sorted(
-                (LineageNode(n, self.nodes[n]["name"], self.nodes[n]["status"], seen[n])
-                 for n in found),
+                (
+                    LineageNode(
+                        n, self.nodes[n]["name"], self.nodes[n]["status"], seen[n]
+                    )
+                    for n in found
+                ),
                 key=lambda n: (n.depth, n.name),
             ),
-            edges=sorted((d, u) for d in found for u in self.upstream.get(d, ())
-                         if u in seen),
+            edges=sorted(
+                (d, u) for d in found for u in self.upstream.get(d, ()) if u in seen
+            ),
         )
 
     def reset(self) -> None:

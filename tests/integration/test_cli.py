@@ -27,8 +27,20 @@ def test_token_issue_prints_only_a_token_with_the_claims(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     """stdout is the bare JWT: sub, tenant, the repeated scopes and the ttl."""
-    done = cli(sqlite_url, tmp_path, "token", "issue", "--tenant", "acme",
-               "--scope", "catalog.read", "--scope", "catalog.write", "--ttl", "90m")
+    done = cli(
+        sqlite_url,
+        tmp_path,
+        "token",
+        "issue",
+        "--tenant",
+        "acme",
+        "--scope",
+        "catalog.read",
+        "--scope",
+        "catalog.write",
+        "--ttl",
+        "90m",
+    )
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
     assert "\n" not in token
@@ -40,8 +52,16 @@ def test_token_issue_prints_only_a_token_with_the_claims(
 
 def test_token_issue_refuses_unknown_scopes(sqlite_url: str, tmp_path: Path) -> None:
     """A typo in a scope is an error (exit 2) that lists the known scopes."""
-    done = cli(sqlite_url, tmp_path, "token", "issue", "--tenant", "acme",
-               "--scope", "catalog.reed")
+    done = cli(
+        sqlite_url,
+        tmp_path,
+        "token",
+        "issue",
+        "--tenant",
+        "acme",
+        "--scope",
+        "catalog.reed",
+    )
     assert done.returncode == 2
     assert done.stdout == ""
     assert "catalog.read" in done.stderr
@@ -64,7 +84,11 @@ def test_a_bad_setting_is_reported_not_raised(sqlite_url: str, tmp_path: Path) -
     env = {**cli_env(sqlite_url, tmp_path), "CONDUCTOR_PORT": "abc"}
     done = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "api.cli", "projections", "status"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 2
     assert "CONDUCTOR_" in done.stderr

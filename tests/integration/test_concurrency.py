@@ -54,12 +54,18 @@ def serving(settings: Settings) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-        access_log=False,
-    ))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="uvicorn", daemon=True)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+    )
     thread.start()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -81,8 +87,10 @@ def test_of_eight_concurrent_patches_with_the_same_if_match_exactly_one_wins_eac
     """Each round: one PATCH 200, seven 412; the version ends at 1 + rounds."""
     auth = bearer("acme", "catalog.read", "catalog.write")
     with serving(settings) as base:
-        clients = [httpx.Client(base_url=base, headers=auth, timeout=TIMEOUT_S)
-                   for _ in range(WRITERS)]
+        clients = [
+            httpx.Client(base_url=base, headers=auth, timeout=TIMEOUT_S)
+            for _ in range(WRITERS)
+        ]
         try:
             created = clients[0].post("/v1/datasets", json=dataset_body("contended"))
             assert created.status_code == 201, created.text
@@ -173,8 +181,13 @@ class Outcome:
 
 def _spec(name: str) -> DatasetSpec:
     return DatasetSpec(
-        name=name, license="CC-BY-4.0", purposes=("analytics",), retention="P90D",
-        region="EU", contract_version="v1", description=f"dataset {name}",
+        name=name,
+        license="CC-BY-4.0",
+        purposes=("analytics",),
+        retention="P90D",
+        region="EU",
+        contract_version="v1",
+        description=f"dataset {name}",
     )
 
 
@@ -188,7 +201,9 @@ def test_separate_ledgers_writing_concurrently_keep_one_chain_in_commit_order(
     assert len(run.outcomes) == commands
     assert any(  # writers on different ledgers really overlapped in time
         a.started < b.returned and b.started < a.returned
-        for a in run.outcomes for b in run.outcomes if a.ledger != b.ledger
+        for a in run.outcomes
+        for b in run.outcomes
+        if a.ledger != b.ledger
     )
     created = [o for o in run.outcomes if o.created]
     # Every own name is created once; each contested name exactly once overall.
@@ -245,7 +260,7 @@ def _write_through_separate_ledgers(database_url: str) -> Run:  # noqa: C901
     def write(ledger_no: int, app: Datasets, label: str) -> None:
         names = [f"{label}-{j}" for j in range(OWN_NAMES)]
         mixed = [n for pair in zip(names, CONTESTED, strict=False) for n in pair]
-        mixed += names[len(CONTESTED):]
+        mixed += names[len(CONTESTED) :]
         try:
             start.wait()
             for name in mixed:
@@ -253,8 +268,16 @@ def _write_through_separate_ledgers(database_url: str) -> Run:  # noqa: C901
                 result = app.register_dataset(tenant="acme", spec=_spec(name))
                 returned = time.monotonic()
                 with lock:
-                    run.outcomes.append(Outcome(ledger_no, name, result.position,
-                                                result.created, began, returned))
+                    run.outcomes.append(
+                        Outcome(
+                            ledger_no,
+                            name,
+                            result.position,
+                            result.created,
+                            began,
+                            returned,
+                        )
+                    )
         except BaseException as error:  # reported below
             errors.append(error)
 
@@ -271,15 +294,21 @@ def _write_through_separate_ledgers(database_url: str) -> Run:  # noqa: C901
             errors.append(error)
 
     try:
-        ledgers += [open_ledger(database_url, pool_size=THREADS_PER_LEDGER + 1)
-                    for _ in range(LEDGERS)]
+        ledgers += [
+            open_ledger(database_url, pool_size=THREADS_PER_LEDGER + 1)
+            for _ in range(LEDGERS)
+        ]
         reader = open_ledger(database_url, pool_size=2)
         ledgers.append(reader)
         threads = [
-            threading.Thread(target=write, args=(
-                k, Datasets(ledger, regions=REGIONS),  # type: ignore[arg-type]
-                f"l{k}t{t}",
-            ))
+            threading.Thread(
+                target=write,
+                args=(
+                    k,
+                    Datasets(ledger, regions=REGIONS),  # type: ignore[arg-type]
+                    f"l{k}t{t}",
+                ),
+            )
             for k, ledger in enumerate(ledgers[:LEDGERS])
             for t in range(THREADS_PER_LEDGER)
         ]

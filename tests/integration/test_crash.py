@@ -34,13 +34,17 @@ def catalog_rows(database_url: str) -> list[CatalogRow]:
         ledger.close()
 
 
-def burst(base: str, acknowledged: list[str], stop: threading.Event, worker: int) -> None:
+def burst(
+    base: str, acknowledged: list[str], stop: threading.Event, worker: int
+) -> None:
     """Register datasets until the server dies; keep the ids it acknowledged."""
     with httpx.Client(base_url=base, headers=H, timeout=5) as client:
         i = 0
         while not stop.is_set():
             try:
-                response = client.post("/v1/datasets", json=dataset_body(f"w{worker}-{i}"))
+                response = client.post(
+                    "/v1/datasets", json=dataset_body(f"w{worker}-{i}")
+                )
             except httpx.HTTPError:
                 return
             if response.status_code == 201:
@@ -81,8 +85,10 @@ def test_kill_9_mid_burst_loses_no_acknowledged_command(
                 assert client.get(f"/v1/datasets/{dataset_id}").status_code == 200
             head = client.get("/v1/log?limit=1").json()["head"]
             assert head["events"] >= len(acknowledged)
-            waited = client.get("/v1/datasets?limit=1",
-                                headers={"x-ig-min-position": str(head["position"])})
+            waited = client.get(
+                "/v1/datasets?limit=1",
+                headers={"x-ig-min-position": str(head["position"])},
+            )
             assert waited.status_code == 200
             assert waited.json()["total"] == head["events"]
     finally:

@@ -25,28 +25,42 @@ def test_refresh_coverage_sets_every_tenants_gauge(
     (settings.data_root_path / "acme").mkdir(parents=True)
     (settings.data_root_path / "acme" / "a.csv").write_text("x\n")
     (settings.data_root_path / "acme" / "b.csv").write_text("x\n")
-    done = client.post("/v1/datasets", json=dataset_body("a", location="a.csv"),
-                       headers=bearer("acme"))
-    client.get("/v1/datasets", headers={**bearer("acme"),
-                                        "x-ig-min-position": str(done.json()["position"])})
+    done = client.post(
+        "/v1/datasets", json=dataset_body("a", location="a.csv"), headers=bearer("acme")
+    )
+    client.get(
+        "/v1/datasets",
+        headers={**bearer("acme"), "x-ig-min-position": str(done.json()["position"])},
+    )
     services = client.app.dependencies["services"].dependency()
     refresh_coverage(services)
-    assert 'conductor_catalog_coverage_ratio{tenant="acme"} 0.5' in client.get(
-        "/metrics").text
+    assert (
+        'conductor_catalog_coverage_ratio{tenant="acme"} 0.5'
+        in client.get("/metrics").text
+    )
 
 
 def test_purge_forgets_only_expired_idempotency_keys(client: TestClient[Any]) -> None:
     """Keys past their TTL are dropped; a fresh key still replays."""
     services = client.app.dependencies["services"].dependency()
-    spec = DatasetSpec(name="x", license="L", purposes=("p",), retention="P1Y",
-                       region="EU", contract_version="v1")
-    services.datasets.register_dataset(tenant="acme", spec=spec,
-                                       idempotency=IdempotencyKey("old", "f"))
+    spec = DatasetSpec(
+        name="x",
+        license="L",
+        purposes=("p",),
+        retention="P1Y",
+        region="EU",
+        contract_version="v1",
+    )
+    services.datasets.register_dataset(
+        tenant="acme", spec=spec, idempotency=IdempotencyKey("old", "f")
+    )
     services.ledger.chained.idempotency_ttl_s = 1.0
     time.sleep(1.1)
     services.datasets.register_dataset(
-        tenant="acme", spec=DatasetSpec(**{**spec.__dict__, "name": "y"}),
-        idempotency=IdempotencyKey("new", "f"))
+        tenant="acme",
+        spec=DatasetSpec(**{**spec.__dict__, "name": "y"}),
+        idempotency=IdempotencyKey("new", "f"),
+    )
     purge_idempotency_keys(services)
     services.ledger.chained.idempotency_ttl_s = 3600
     assert services.ledger.find_idempotency("acme", "old") is None

@@ -48,13 +48,17 @@ def test_neo4j_lineage_matches_the_sql_lineage(graph_client: Any) -> None:
     client, services = graph_client
     h = bearer("acme")
     raw = client.post("/v1/datasets", json=dataset_body("raw"), headers=h).json()["id"]
-    clean = client.post("/v1/datasets", json=dataset_body("clean", upstream=[raw]),
-                        headers=h).json()["id"]
+    clean = client.post(
+        "/v1/datasets", json=dataset_body("clean", upstream=[raw]), headers=h
+    ).json()["id"]
     report = client.post("/v1/datasets", json=dataset_body("report"), headers=h).json()
-    done = client.post(f"/v1/datasets/{report['id']}/lineage",
-                       json={"upstream": [clean]}, headers=h).json()
+    done = client.post(
+        f"/v1/datasets/{report['id']}/lineage", json={"upstream": [clean]}, headers=h
+    ).json()
     wait = {**h, "x-ig-min-position": str(done["position"])}
-    graph = client.get(f"/v1/datasets/{report['id']}/lineage?depth=5", headers=wait).json()
+    graph = client.get(
+        f"/v1/datasets/{report['id']}/lineage?depth=5", headers=wait
+    ).json()
     assert [n["name"] for n in graph["nodes"]] == ["report", "clean", "raw"]
     services.runners["catalog"].wait(done["position"], 5)
     sql = services.catalog.lineage("acme", UUID(report["id"]), "up", 5)

@@ -71,7 +71,6 @@ def cluster(tmp_path: Path) -> Iterator[PgCluster]:
         pg.destroy()
 
 
-
 def test_start_query_create_database_stop(cluster: PgCluster) -> None:
     cluster.init()
     cluster.start()
@@ -94,7 +93,6 @@ def test_start_query_create_database_stop(cluster: PgCluster) -> None:
     cluster.stop()
     assert not cluster.is_running()
     assert _pids_mentioning(cluster.data_dir) == []
-
 
 
 def test_kill_leaves_no_process_and_cluster_recovers(cluster: PgCluster) -> None:
@@ -129,7 +127,6 @@ def test_kill_leaves_no_process_and_cluster_recovers(cluster: PgCluster) -> None
         ]
 
 
-
 def test_context_manager_cleans_up(tmp_path: Path) -> None:
     with PgCluster(tmp_path / "cm", settings={"work_mem": "8MB"}) as pg:
         with psycopg.connect(pg.url()) as conn:
@@ -137,7 +134,6 @@ def test_context_manager_cleans_up(tmp_path: Path) -> None:
         data_dir = pg.data_dir
     assert not data_dir.exists()
     assert _pids_mentioning(data_dir) == []
-
 
 
 def test_cli_start_is_idempotent_and_stop_removes_dir(tmp_path: Path) -> None:

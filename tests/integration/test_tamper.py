@@ -47,8 +47,11 @@ def build_log(client: TestClient[Any]) -> int:
         response = client.post("/v1/datasets", json=dataset_body(name), headers=auth)
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
-    amended = client.patch(f"/v1/datasets/{ids[0]}", json={"description": "Orders v2"},
-                           headers={**auth, "If-Match": '"1"'})
+    amended = client.patch(
+        f"/v1/datasets/{ids[0]}",
+        json={"description": "Orders v2"},
+        headers={**auth, "If-Match": '"1"'},
+    )
     assert amended.status_code == 200, amended.text
     retired = client.delete(f"/v1/datasets/{ids[1]}", headers=auth)
     assert retired.status_code == 200, retired.text
@@ -66,7 +69,12 @@ def verify(
     env["CONDUCTOR_VAR"] = str(tmp_path / "cli-var")
     return subprocess.run(
         [sys.executable, "-m", "api.cli", "log", "verify", *args],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -125,7 +133,7 @@ def test_one_changed_byte_in_one_events_state_is_named_by_its_position(
     state = state_of(database_url, TAMPERED)
     marker = b'"description":"'
     at = state.index(marker) + len(marker)
-    tampered = state[:at] + bytes([state[at] ^ 0x20]) + state[at + 1:]  # flip case
+    tampered = state[:at] + bytes([state[at] ^ 0x20]) + state[at + 1 :]  # flip case
     assert len(tampered) == len(state)
     assert sum(a != b for a, b in zip(state, tampered, strict=True)) == 1
     json.loads(tampered)  # still a plausible event, just not the one recorded
@@ -133,7 +141,8 @@ def test_one_changed_byte_in_one_events_state_is_named_by_its_position(
         database_url,
         "UPDATE stored_events SET state=? WHERE rowid=?",
         "UPDATE stored_events SET state=%s WHERE notification_id=%s",
-        tampered, TAMPERED,
+        tampered,
+        TAMPERED,
     )
 
     result = verify(database_url, tmp_path)
@@ -167,7 +176,8 @@ def test_a_swapped_topic_is_named_by_its_position(
         database_url,
         "UPDATE stored_events SET topic=? WHERE rowid=?",
         "UPDATE stored_events SET topic=%s WHERE notification_id=%s",
-        RETIRED_TOPIC, TAMPERED,
+        RETIRED_TOPIC,
+        TAMPERED,
     )
 
     result = verify(database_url, tmp_path)
@@ -181,7 +191,8 @@ def test_an_untampered_log_verifies_and_reports_its_rate(
     """An untouched log exits 0 with every event checked and an events/s figure."""
     events = build_log(client)
     head_hash = client.get("/v1/log", headers=bearer("acme", "audit.read")).json()[
-        "head"]["hash"]
+        "head"
+    ]["hash"]
 
     result = verify(database_url, tmp_path)
 
@@ -229,7 +240,8 @@ def test_json_output_reports_ok_checked_and_broken_at(
         database_url,
         "UPDATE stored_events SET topic=? WHERE rowid=?",
         "UPDATE stored_events SET topic=%s WHERE notification_id=%s",
-        RETIRED_TOPIC, TAMPERED,
+        RETIRED_TOPIC,
+        TAMPERED,
     )
     broken = verify(database_url, tmp_path, "--json")
 

@@ -15,14 +15,22 @@ from adapters.ledger.transcoder import CanonicalJSONTranscoder
 
 # Values our events can hold: no floats (money and scores are ints/strings), and
 # integers within I-JSON's safe range, which is RFC 8785's domain.
-keys = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
-               min_size=1, max_size=12)
-scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40
+keys = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+    min_size=1,
+    max_size=12,
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(keys, inner, max_size=5)
+    ),
     max_leaves=25,
 )
 states = st.dictionaries(keys, values, max_size=8)
@@ -61,7 +69,10 @@ def test_transcoder_round_trips_uuids_and_datetimes() -> None:
     transcoder = CanonicalJSONTranscoder()
     value = {"id": UUID(int=7), "at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)}
     encoded = transcoder.encode(value)
-    assert json.loads(encoded)["id"] == {"_data_": UUID(int=7).hex, "_type_": "uuid_hex"}
+    assert json.loads(encoded)["id"] == {
+        "_data_": UUID(int=7).hex,
+        "_type_": "uuid_hex",
+    }
     assert transcoder.decode(encoded) == value
 
 

@@ -52,7 +52,9 @@ class TestRegister:
         """A dataset cannot feed itself."""
         own = Dataset.create_id("acme", "orders")
         with pytest.raises(ValidationError) as caught:
-            Dataset.register(tenant="acme", spec=spec(), upstream=[own], regions=REGIONS)
+            Dataset.register(
+                tenant="acme", spec=spec(), upstream=[own], regions=REGIONS
+            )
         assert caught.value.violations[0].rule == "not-self"
 
     def test_register_deduplicates_upstream_links(self) -> None:
@@ -104,7 +106,9 @@ class TestLineageAndRetire:
     def test_link_upstream_adds_only_new_ids(self) -> None:
         """Linking is additive and idempotent."""
         a, b = uuid4(), uuid4()
-        dataset = Dataset.register(tenant="acme", spec=spec(), upstream=[a], regions=REGIONS)
+        dataset = Dataset.register(
+            tenant="acme", spec=spec(), upstream=[a], regions=REGIONS
+        )
         dataset.collect_events()
         assert dataset.link_upstream([a, b]) == (b,)
         assert dataset.link_upstream([a, b]) == ()

@@ -37,7 +37,9 @@ class FakeLog:
         self.batches.append(len(jobs))
 
 
-def run_concurrently(committer: GroupCommitter, payloads: list[list[str]]) -> dict[int, object]:
+def run_concurrently(
+    committer: GroupCommitter, payloads: list[list[str]]
+) -> dict[int, object]:
     results: dict[int, object] = {}
 
     def work(i: int) -> None:

@@ -16,7 +16,10 @@ def test_add_edges_records_new_edges_only() -> None:
     a, b = uuid4(), uuid4()
     graph.add_edges(b, [a])
     graph.add_edges(b, [a])
-    assert [type(e).__name__ for e in graph.collect_events()] == ["Started", "EdgesAdded"]
+    assert [type(e).__name__ for e in graph.collect_events()] == [
+        "Started",
+        "EdgesAdded",
+    ]
     assert graph.upstream_of(b) == (a,)
 
 

@@ -14,29 +14,41 @@ REGIONS = frozenset({"EU"})
 
 
 def spec(name: str) -> DatasetSpec:
-    return DatasetSpec(name=name, license="L", purposes=("p",), retention="P1Y",
-                       region="EU", contract_version="v1")
+    return DatasetSpec(
+        name=name,
+        license="L",
+        purposes=("p",),
+        retention="P1Y",
+        region="EU",
+        contract_version="v1",
+    )
 
 
 def test_projection_builds_the_graph_in_one_batch() -> None:
     """Registered, LineageLinked and Retired fold into final state, tracked once."""
     app: Application = Application()
     raw = Dataset.register(tenant="acme", spec=spec("raw"), regions=REGIONS)
-    clean = Dataset.register(tenant="acme", spec=spec("clean"), upstream=[raw.id],
-                             regions=REGIONS)
+    clean = Dataset.register(
+        tenant="acme", spec=spec("clean"), upstream=[raw.id], regions=REGIONS
+    )
     report = Dataset.register(tenant="acme", spec=spec("report"), regions=REGIONS)
     report.link_upstream([clean.id])
     raw.retire("replaced")
     app.save(raw, clean, report)
-    events = [app.mapper.to_domain_event(n)
-              for n in app.recorder.select_notifications(start=1, limit=100)]
+    events = [
+        app.mapper.to_domain_event(n)
+        for n in app.recorder.select_notifications(start=1, limit=100)
+    ]
     view = MemoryLineageView()
     items = [(e, Tracking("ledger", i + 1)) for i, e in enumerate(events)]
     LineageProjection(view=view).process_batch(items, Tracking("ledger", len(items)))
 
     up = view.lineage("acme", report.id, "up", 5)
     assert [(n.name, n.depth, n.status) for n in up.nodes] == [
-        ("report", 0, "active"), ("clean", 1, "active"), ("raw", 2, "retired")]
+        ("report", 0, "active"),
+        ("clean", 1, "active"),
+        ("raw", 2, "retired"),
+    ]
     assert set(up.edges) == {(report.id, clean.id), (clean.id, raw.id)}
     assert view.max_tracking_id("ledger") == len(items)
     down = view.lineage("acme", raw.id, "down", 1)

@@ -73,8 +73,10 @@ def test_is_iso_duration_rejects_all_zero_components() -> None:
             {"columns": (Column("a", "public"), Column("a", "secret"))},
             [("columns[1].name", "unique")],
         ),
-        ({"columns": (Column("a", "pii.ssn"),)}, [("columns[0].classification",
-                                                  "allowed-classification")]),
+        (
+            {"columns": (Column("a", "pii.ssn"),)},
+            [("columns[0].classification", "allowed-classification")],
+        ),
     ],
 )
 def test_each_rule_names_its_field(
