@@ -23,6 +23,7 @@ from adapters.catalog_sql import (
     search_text,
     unmatchable,
 )
+from adapters.sqlite_writer import SQLiteWriter
 from projections.catalog import (
     CatalogPage,
     CatalogQuery,
@@ -57,6 +58,10 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
 
     def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
+        # A read model may lose its last commits to a power cut (WAL stays
+        # consistent, tracking rolls back with the rows, the runner redoes
+        # them), so it need not fsync every batch; the event log does.
+        self.writer = SQLiteWriter(datastore, synchronous="NORMAL")
         # One tracking table per view: the library's shared "tracking" table
         # keys rows by application name only, so two views would collide.
         t = self.tracking_table
@@ -139,7 +144,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
         return {r.id: r for r in rows}
 
     def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with self.writer.transaction() as c:
             if rows:
                 marks = ",".join("?" * len(rows))
                 c.execute(
@@ -208,8 +213,11 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream],
         )
 
+    def close(self) -> None:
+        self.writer.close()
+
     def reset(self) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with self.writer.transaction() as c:
             for table in (
                 *FACET_TABLES,
                 "catalog_datasets",

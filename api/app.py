@@ -36,6 +36,11 @@ async def log_unexpected(error: Exception, scope: Scope) -> None:
         _log.error("request_failed", route=scope.get("path_template"), exc_info=error)
 
 
+def create_app_from_env() -> Litestar:
+    """The app from CONDUCTOR_* variables (uvicorn's factory for --workers)."""
+    return create_app(Settings.from_env())
+
+
 def create_app(
     settings: Settings | None = None, *, services: Services | None = None
 ) -> Litestar:

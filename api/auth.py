@@ -6,6 +6,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -13,7 +14,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.security.jwt import JWTAuth, Token
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import Self
 
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
@@ -55,10 +57,57 @@ async def principal_from_token(
     return Principal(sub=token.sub, tenant=tenant, scopes=frozenset(scopes) & SCOPES)
 
 
+class CachedToken(Token):
+    """Token whose signature check is remembered per encoded token.
+
+    Clients send the same bearer token with every request; verifying the HMAC
+    and parsing the claims again each time is a tenth of a command's CPU. The
+    expiry is still checked on every use; failures are never cached.
+    """
+
+    @classmethod
+    def decode(
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithm: str,
+        audience: str | Sequence[str] | None = None,
+        issuer: str | Sequence[str] | None = None,
+        require_claims: Sequence[str] | None = None,
+        verify_exp: bool = True,
+        verify_nbf: bool = True,
+        strict_audience: bool = False,
+    ) -> Self:
+        token: Self = _verified(
+            cls,  # type: ignore[arg-type]
+            encoded_token,
+            secret,
+            algorithm,
+            audience if isinstance(audience, str | None) else tuple(audience),
+            issuer if isinstance(issuer, str | None) else tuple(issuer),
+            tuple(require_claims or ()),
+            verify_exp,
+            verify_nbf,
+            strict_audience,
+        )
+        if verify_exp and token.exp <= datetime.now(UTC):
+            raise NotAuthorizedException(detail="Invalid token")
+        return token
+
+
+@lru_cache(maxsize=4096)
+def _verified(cls: type[Token], token: str, *args: Any) -> Any:
+    secret, algorithm, audience, issuer, claims, exp, nbf, strict = args
+    return Token.decode.__func__(  # type: ignore[attr-defined]
+        cls, token, secret, algorithm, audience, issuer, list(claims), exp, nbf, strict
+    )
+
+
 def jwt_auth(secret: str) -> JWTAuth[Principal, Token]:
     """Litestar's JWT middleware, HS256, with the public paths left open."""
     return JWTAuth[Principal, Token](
         retrieve_user_handler=principal_from_token,
+        token_cls=CachedToken,
         token_secret=secret,
         algorithm="HS256",
         exclude=PUBLIC_PATHS,

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import signal
+import subprocess
 import sys
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from api.auth import SCOPES, issue_token
 from api.progress import Progress
@@ -35,7 +41,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    app = create_app(settings)
+    workers = args.workers or settings.workers
     token = issue_token(
         settings.resolved_jwt_secret(),
         tenant=DEMO_TENANT,
@@ -50,7 +56,49 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"  export TOKEN={token}")
     print(f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/datasets')
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if workers <= 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        return 0
+    # Several API processes share the load; one process keeps the projections.
+    projector = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "project"], env=dict(os.environ)
+    )
+    os.environ["CONDUCTOR_PROJECTIONS"] = "false"
+    try:
+        uvicorn.run(
+            "api.app:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        projector.send_signal(signal.SIGTERM)
+        projector.wait(timeout=30)
+    return 0
+
+
+def cmd_project(settings: Settings, _: argparse.Namespace) -> int:
+    """Keep every projection caught up until SIGTERM/SIGINT (no HTTP)."""
+    from api.logging import configure_logging  # noqa: PLC0415
+    from api.services import build_services  # noqa: PLC0415
+
+    configure_logging(settings)
+    # Commits happen in other processes, so nothing wakes the runners: poll.
+    services = build_services(
+        msgspec.structs.replace(settings, projections=True, projection_poll_s=0.02)
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    services.start()
+    try:
+        stop.wait()
+    finally:
+        services.close()
     return 0
 
 
@@ -156,7 +204,13 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API with its projection workers")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="API processes (default 1: one process does all)"
+    )
     serve.set_defaults(func=cmd_serve)
+
+    project = sub.add_parser("project", help="run the projection workers only")
+    project.set_defaults(func=cmd_project)
 
     token = (
         sub.add_parser("token", help="issue JWTs")

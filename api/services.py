@@ -71,6 +71,8 @@ class Services:
         """Follow the log in the background and start the periodic jobs."""
         from api.jobs import scheduler  # noqa: PLC0415 - jobs import this module
 
+        if not self.settings.projections:
+            return  # another process (`conductor project`) keeps the views
         for runner in self.runners.values():
             runner.start()
         self._scheduler = scheduler(self)
@@ -86,6 +88,7 @@ class Services:
             runner.stop()
         if self.lineage is not None:
             self.lineage.close()
+        self.catalog.close()
         self.ledger.close()
 
 

@@ -45,6 +45,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     coverage_interval_s: float = 60.0
     """How often the coverage gauge is refreshed."""
     pool_size: int = 8
+    workers: int = 1
+    """API processes for `conductor serve`; above 1, projections run in a
+    process of their own (`conductor project`)."""
+    projections: bool = True
+    """Run the projection workers (and periodic jobs) in this process."""
     neo4j_uri: str = ""
     """bolt:// or neo4j:// URI: keep a lineage graph in Neo4j too (optional)."""
     neo4j_user: str = "neo4j"

@@ -57,8 +57,8 @@ class Datasets(LedgerApplication):
             dataset = Dataset.register(
                 tenant=tenant, spec=spec, upstream=upstream, regions=self.regions
             )
-            if (same := self._same_registration(dataset)) is not None:
-                return same
+            # No look-up first: the natural key makes a repeat conflict on the
+            # event store's primary key, and only then do we compare.
             aggregates: list[Any] = [dataset]
             if dataset.upstream:
                 self._check_upstream(tenant, dataset.upstream)

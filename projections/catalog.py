@@ -149,6 +149,9 @@ class CatalogView(TrackingRecorder):
     def reset(self) -> None:
         """Drop every row and the tracking position (before a rebuild)."""
 
+    def close(self) -> None:
+        """Release connections of the view's own (the datastore closes the rest)."""
+
 
 DATASET_TOPICS = tuple(
     get_topic(cls)

@@ -67,6 +67,7 @@ class BatchRunner:
         mapper: Mapper[Any],
         batch_size: int = 1000,
         poll_interval: float = 0.5,
+        linger: float = 0.005,
         on_batch: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.projection = projection
@@ -75,6 +76,8 @@ class BatchRunner:
         self.mapper = mapper
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.linger = linger
+        """After a wake-up, wait this long for more commits to share the batch."""
         self.on_batch = on_batch
         self._topics = frozenset(projection.topics)
         self._wake = threading.Event()
@@ -178,4 +181,8 @@ class BatchRunner:
                 continue
             self.error = ""
             backoff = self.poll_interval
-            self._wake.wait(self.poll_interval)
+            if self._wake.wait(self.poll_interval) and self.linger:
+                # Commits arrive in bursts: gathering a few milliseconds of them
+                # makes one view transaction out of many (and frees the GIL and
+                # the write lock for the commands meanwhile).
+                self._stop.wait(self.linger)

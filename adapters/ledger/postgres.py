@@ -60,6 +60,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
         self.idempotency_ttl_s = 24 * 3600.0
 
+    def close(self) -> None:
+        """Nothing of its own to close: the datastore's pool is the factory's."""
+
     def add_listener(self, listener: Callable[[int, int], None]) -> None:
         """Call ``listener(last_position, events)`` after each commit here."""
         self._listeners.append(listener)

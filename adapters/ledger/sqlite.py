@@ -14,6 +14,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
 from adapters.ledger.groupcommit import GroupCommitter, Job
+from adapters.sqlite_writer import SQLiteWriter
 from application.ports import IdempotencyRecord, LogEntry, LogHead
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> None:
         super().__init__(datastore, events_table_name)
         self._listeners: list[Callable[[int, int], None]] = []
+        self.writer = SQLiteWriter(datastore)
         self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
         self.idempotency_ttl_s = 24 * 3600.0
 
@@ -63,8 +65,12 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             return []
         return self.committer.submit(stored_events, **kwargs)
 
+    def close(self) -> None:
+        """Close the write connection (the pool is the datastore's to close)."""
+        self.writer.close()
+
     def _write_jobs(self, jobs: Sequence[Job]) -> None:
-        with self.datastore.transaction(commit=True) as c:
+        with self.writer.transaction() as c:
             for job in jobs:
                 ids = super()._insert_events(c, job.events)
                 job.ids = list(ids or ())
@@ -123,7 +129,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
     def purge_idempotency(self) -> int:
         """Forget keys older than the TTL; returns how many were dropped."""
-        with self.datastore.transaction(commit=True) as c:
+        with self.writer.transaction() as c:
             c.execute(
                 "DELETE FROM idempotency_keys WHERE created_at<=?",
                 (time.time() - self.idempotency_ttl_s,),

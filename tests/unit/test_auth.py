@@ -1,0 +1,51 @@
+"""Tokens: claims in, principal out; a remembered signature never outlives exp."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from litestar.exceptions import NotAuthorizedException
+
+from api.auth import CachedToken, issue_token
+
+SECRET = "s" * 40
+
+
+def decode(token: str, secret: str = SECRET) -> CachedToken:
+    return CachedToken.decode(token, secret, "HS256", require_claims=["exp", "sub"])
+
+
+def test_issued_tokens_carry_tenant_and_scopes_as_top_level_claims() -> None:
+    """Other issuers' tokens with plain tenant/scopes claims read the same way."""
+    token = decode(issue_token(SECRET, tenant="acme", scopes=["catalog.read"]))
+    assert token.extras["tenant"] == "acme"
+    assert token.extras["scopes"] == ["catalog.read"]
+
+
+def test_a_cached_token_is_refused_once_it_expires() -> None:
+    """The signature check is remembered; the expiry is checked every time."""
+    raw = issue_token(SECRET, tenant="acme", scopes=["catalog.read"],
+                      ttl=timedelta(seconds=2))
+    assert decode(raw).sub == "cli"
+    assert decode(raw).sub == "cli"  # served from the cache
+    time.sleep(2.1)
+    with pytest.raises(NotAuthorizedException):
+        decode(raw)
+
+
+def test_the_cache_is_keyed_by_secret() -> None:
+    """A token verified under one secret is not accepted under another."""
+    raw = issue_token(SECRET, tenant="acme", scopes=["catalog.read"])
+    decode(raw)
+    with pytest.raises(NotAuthorizedException):
+        decode(raw, secret="t" * 40)
+
+
+def test_unknown_scopes_and_bad_tenants_are_refused_at_issue() -> None:
+    """The CLI cannot mint tokens the API would silently ignore."""
+    with pytest.raises(ValueError, match="unknown scope"):
+        issue_token(SECRET, tenant="acme", scopes=["catalog.reed"])
+    with pytest.raises(ValueError, match="tenant"):
+        issue_token(SECRET, tenant="../etc", scopes=["catalog.read"])
