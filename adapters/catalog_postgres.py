@@ -60,7 +60,9 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
     """Catalog read model in the same PostgreSQL database as the event log."""
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
-        kwargs.setdefault("tracking_table_name", "catalog_tracking")
+        # Our own tracking table whatever the factory proposes: views keyed by
+        # the same application name must not share one single-row table.
+        kwargs["tracking_table_name"] = "catalog_tracking"
         super().__init__(datastore, **kwargs)
         self.sql_create_statements += [
             SQL(s).format()

@@ -38,6 +38,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from api.app import create_app  # noqa: PLC0415
+    from api.services import build_services  # noqa: PLC0415
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -61,6 +62,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
         return 0
     # Several API processes share the load; one process keeps the projections.
+    # Create the schema here first: concurrent CREATE TABLE IF NOT EXISTS from
+    # several processes can collide in PostgreSQL's catalog.
+    build_services(settings).close()
     projector = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "project"], env=dict(os.environ)
     )

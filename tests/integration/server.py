@@ -50,11 +50,22 @@ def cli(database_url: str, var: Path, *args: str) -> subprocess.CompletedProcess
 class Server:
     """A `conductor serve` process on a free port."""
 
-    def __init__(self, database_url: str, var: Path, log: IO[str]) -> None:
+    def __init__(
+        self, database_url: str, var: Path, log: IO[str], *, workers: int = 1
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
             env=cli_env(database_url, var),
             cwd=REPO_ROOT,
             stdout=log,
