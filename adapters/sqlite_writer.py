@@ -30,7 +30,9 @@ DEFAULT_TIMEOUT_S = 30
 class SQLiteWriter:
     """One write connection to a datastore's file, used by one thread at a time."""
 
-    def __init__(self, datastore: SQLiteDatastore, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, datastore: SQLiteDatastore, *, synchronous: str = "FULL"
+    ) -> None:
         self._db_name = datastore.pool.db_name
         self._timeout = datastore.pool.lock_timeout or DEFAULT_TIMEOUT_S
         if synchronous not in {"FULL", "NORMAL"}:

@@ -26,8 +26,9 @@ def test_issued_tokens_carry_tenant_and_scopes_as_top_level_claims() -> None:
 
 def test_a_cached_token_is_refused_once_it_expires() -> None:
     """The signature check is remembered; the expiry is checked every time."""
-    raw = issue_token(SECRET, tenant="acme", scopes=["catalog.read"],
-                      ttl=timedelta(seconds=2))
+    raw = issue_token(
+        SECRET, tenant="acme", scopes=["catalog.read"], ttl=timedelta(seconds=2)
+    )
     assert decode(raw).sub == "cli"
     assert decode(raw).sub == "cli"  # served from the cache
     time.sleep(2.1)
