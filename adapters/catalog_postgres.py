@@ -25,6 +25,7 @@ from adapters.catalog_sql import (
     unmatchable,
     words,
 )
+from adapters.pg_schema import schema_lock
 from projections.catalog import (
     CatalogPage,
     CatalogQuery,
@@ -44,16 +45,28 @@ if TYPE_CHECKING:
 
 _COLS = list(ROW_COLUMNS)
 _SELECT = ", ".join(f"d.{c}" for c in _COLS)
+_INT_COLUMNS = {"version": "int", "position": "bigint"}
+# Arrays travel in binary (%b): psycopg's text-format array dumper escapes each
+# element with a regex, several times slower.
+_UNNEST = ", ".join(f"%b::{_INT_COLUMNS.get(c, 'text')}[]" for c in _COLS)
+# One statement per batch: every column travels as an array and is unnested.
 _UPSERT = (
     f"INSERT INTO catalog_datasets ({', '.join(_COLS)}, search) "
-    f"VALUES ({', '.join(f'%({c})s' for c in _COLS)}, "
-    "setweight(to_tsvector('simple', %(s_name)s), 'A') || "
-    "setweight(to_tsvector('simple', %(s_tags)s), 'B') || "
-    "setweight(to_tsvector('simple', %(s_columns)s), 'B') || "
-    "setweight(to_tsvector('simple', %(s_description)s), 'C')) "
+    f"SELECT {', '.join(f'u.{c}' for c in _COLS)}, "
+    "setweight(to_tsvector('simple', u.s_name), 'A') || "
+    "setweight(to_tsvector('simple', u.s_tags), 'B') || "
+    "setweight(to_tsvector('simple', u.s_columns), 'B') || "
+    "setweight(to_tsvector('simple', u.s_description), 'C') "
+    f"FROM unnest({_UNNEST}, %b::text[], %b::text[], %b::text[], %b::text[]) "
+    f"AS u({', '.join(_COLS)}, s_name, s_description, s_tags, s_columns) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c}=excluded.{c}" for c in [*_COLS, "search"] if c != "id")
 )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Row tuples -> one list per column (what unnest() takes)."""
+    return [list(column) for column in zip(*rows, strict=True)] or [[]] * width
 
 
 class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
@@ -81,8 +94,10 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
                 "position bigint NOT NULL, search tsvector NOT NULL)",
                 "CREATE INDEX IF NOT EXISTS catalog_search "
                 "ON catalog_datasets USING GIN (search)",
+                # Listings sort by name COLLATE "C" (byte order, as SQLite does),
+                # so the index must be built in that collation to serve them.
                 "CREATE INDEX IF NOT EXISTS catalog_by_name "
-                "ON catalog_datasets (tenant, status, name, rid)",
+                'ON catalog_datasets (tenant, status, (name COLLATE "C"), rid)',
                 "CREATE INDEX IF NOT EXISTS catalog_by_license "
                 "ON catalog_datasets (tenant, status, license, name, rid)",
                 "CREATE INDEX IF NOT EXISTS catalog_by_region "
@@ -113,12 +128,16 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             )
         ]
 
+    def create_table(self) -> None:
+        with schema_lock(self.datastore):
+            super().create_table()
+
     # -- writes -----------------------------------------------------------------
 
     def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, CatalogRow]:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id = ANY(%s)",
+                f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id = ANY(%b)",
                 ([i.hex for i in ids],),
             )
             rows = (row_from(r) for r in curs.fetchall())
@@ -128,66 +147,69 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
         with self.datastore.transaction(commit=True) as curs:
             if rows:
                 curs.execute(
-                    f"SELECT {CELL_COLUMNS} FROM catalog_datasets WHERE id = ANY(%s)",
+                    f"SELECT {CELL_COLUMNS} FROM catalog_datasets WHERE id = ANY(%b)",
                     ([r.id.hex for r in rows],),
                 )
                 old = [tuple(r.values()) for r in curs.fetchall()]
                 self._write_rows(curs, rows)
                 lr, lrp = facet_deltas(old, rows)
-                curs.executemany(
-                    "INSERT INTO catalog_facet_lr AS f VALUES (%s,%s,%s,%s,%s,%s) "
-                    "ON CONFLICT (tenant, status, tag, license, region) "
+                curs.execute(
+                    "INSERT INTO catalog_facet_lr AS f SELECT * FROM unnest("
+                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                    "%b::bigint[]) ON CONFLICT (tenant, status, tag, license, region) "
                     "DO UPDATE SET n = f.n + excluded.n",
-                    lr,
+                    _columns(lr, 6),
                 )
-                curs.executemany(
-                    "INSERT INTO catalog_facet_lrp AS f "
-                    "VALUES (%s,%s,%s,%s,%s,%s,%s) "
+                curs.execute(
+                    "INSERT INTO catalog_facet_lrp AS f SELECT * FROM unnest("
+                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[], %b::bigint[]) "
                     "ON CONFLICT (tenant, status, tag, license, region, purpose) "
                     "DO UPDATE SET n = f.n + excluded.n",
-                    lrp,
+                    _columns(lrp, 7),
                 )
                 for table in FACET_TABLES:
                     curs.execute(f"DELETE FROM {table} WHERE n = 0")
             self._insert_tracking(curs, tracking)
 
     def _write_rows(self, curs: Cursor[DictRow], rows: Sequence[CatalogRow]) -> None:
-        params = []
+        values = []
         for r in rows:
             p = row_params(r)
-            name, description, tags, columns = search_text(r)
             # PostgreSQL's parser keeps "ds-03" whole and reads "-03" as a number;
             # split text the way queries are split so both sides agree.
-            p.update(
-                s_name=words(name),
-                s_description=words(description),
-                s_tags=words(tags),
-                s_columns=words(columns),
-            )
-            params.append(p)
-        curs.executemany(_UPSERT, params)
+            values.append((*(p[c] for c in _COLS), *(words(t) for t in search_text(r))))
+        curs.execute(_UPSERT, _columns(values, len(_COLS) + 4))
         hex_ids = [r.id.hex for r in rows]
         curs.execute(
-            "SELECT id, rid FROM catalog_datasets WHERE id = ANY(%s)", (hex_ids,)
+            "SELECT id, rid FROM catalog_datasets WHERE id = ANY(%b)", (hex_ids,)
         )
         rid = {r["id"]: r["rid"] for r in curs.fetchall()}
         rids = [rid[h] for h in hex_ids]
-        curs.execute("DELETE FROM catalog_purposes WHERE rid = ANY(%s)", (rids,))
-        curs.execute("DELETE FROM catalog_tags WHERE rid = ANY(%s)", (rids,))
+        curs.execute("DELETE FROM catalog_purposes WHERE rid = ANY(%b)", (rids,))
+        curs.execute("DELETE FROM catalog_tags WHERE rid = ANY(%b)", (rids,))
         curs.execute(
-            "DELETE FROM catalog_lineage WHERE downstream = ANY(%s)", (hex_ids,)
+            "DELETE FROM catalog_lineage WHERE downstream = ANY(%b)", (hex_ids,)
         )
         purpose_rows = [(rid[r.id.hex], r.tenant, p) for r in rows for p in r.purposes]
         tag_rows = [(rid[r.id.hex], r.tenant, t) for r in rows for t in r.tags]
         edges = [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream]
-        if purpose_rows:
-            curs.executemany(
-                "INSERT INTO catalog_purposes VALUES (%s,%s,%s)", purpose_rows
-            )
-        if tag_rows:
-            curs.executemany("INSERT INTO catalog_tags VALUES (%s,%s,%s)", tag_rows)
+        for table, table_rows in (
+            ("catalog_purposes", purpose_rows),
+            ("catalog_tags", tag_rows),
+        ):
+            if table_rows:
+                curs.execute(
+                    f"INSERT INTO {table} SELECT * FROM "
+                    "unnest(%b::bigint[], %b::text[], %b::text[])",
+                    _columns(table_rows, 3),
+                )
         if edges:
-            curs.executemany("INSERT INTO catalog_lineage VALUES (%s,%s,%s)", edges)
+            curs.execute(
+                "INSERT INTO catalog_lineage SELECT * FROM "
+                "unnest(%b::text[], %b::text[], %b::text[])",
+                _columns(edges, 3),
+            )
 
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -265,7 +287,7 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             ids = [r["node"] for r in found]
             curs.execute(
                 "SELECT downstream, upstream FROM catalog_lineage "
-                "WHERE downstream = ANY(%s) AND upstream = ANY(%s) "
+                "WHERE downstream = ANY(%b) AND upstream = ANY(%b) "
                 "ORDER BY downstream, upstream",
                 (ids, ids),
             )

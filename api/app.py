@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import structlog
@@ -23,6 +25,8 @@ from api.settings import Settings, get_settings
 from domain.errors import DomainError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from litestar.types import Scope
 
 
@@ -34,6 +38,17 @@ async def log_unexpected(error: Exception, scope: Scope) -> None:
     status = getattr(error, "status_code", 500)
     if status >= 500 and not isinstance(error, DomainError):
         _log.error("request_failed", route=scope.get("path_template"), exc_info=error)
+
+
+def _handler_threads(count: int) -> Callable[[], None]:
+    """on_startup: litestar runs sync handlers on the loop's default executor."""
+
+    def start() -> None:
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=count, thread_name_prefix="handler")
+        )
+
+    return start
 
 
 def create_app_from_env() -> Litestar:
@@ -64,7 +79,7 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         after_exception=[log_unexpected],
         before_request=require_json,
-        on_startup=[wired.start],
+        on_startup=[_handler_threads(settings.threads), wired.start],
         on_shutdown=[wired.close],
         openapi_config=OpenAPIConfig(
             title="Conductor",

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 from litestar.enums import ScopeType
 
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 _REQUEST_ID_OK = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 )
+
+
+def _json(event: Any, **_: Any) -> str:
+    return msgspec.json.encode(event, enc_hook=str).decode()
 
 
 def configure_logging(settings: Settings) -> None:
@@ -37,7 +42,7 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json),
         ]
     )
     structlog.configure(
@@ -91,9 +96,7 @@ def request_logging(metrics: Metrics) -> Any:
                 elapsed = time.perf_counter() - started
                 route = scope.get("path_template") or "unmatched"
                 user = scope.get("user")
-                metrics.request_seconds.labels(method, route, str(status)).observe(
-                    elapsed
-                )
+                metrics.observe_request(method, route, status, elapsed)
                 log.info(
                     "request_handled",
                     method=method,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -43,6 +43,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self.request_seconds = Histogram(
             "conductor_http_request_duration_seconds",
             "HTTP request latency",
@@ -86,6 +87,17 @@ class Metrics:
             ["tenant"],
             registry=self.registry,
         )
+
+    def observe_request(
+        self, method: str, route: str, status: int, seconds: float
+    ) -> None:
+        """One latency sample; label children are cached (labels() is not free)."""
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self.request_seconds.labels(method, route, str(status))
+            self._request_children[key] = child
+        child.observe(seconds)
 
     def watch_projections(self, runners: Callable[[], list[BatchRunner]]) -> None:
         self.registry.register(_ProjectionCollector(runners))

@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     coverage_interval_s: float = 60.0
     """How often the coverage gauge is refreshed."""
     pool_size: int = 8
+    threads: int = 32
+    """Threads running the (synchronous) handlers; asyncio's default is
+    min(32, cores + 4), which caps commands in flight, and so group commits."""
     workers: int = 1
     """API processes for `conductor serve`; above 1, projections run in a
     process of their own (`conductor project`)."""

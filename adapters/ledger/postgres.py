@@ -18,6 +18,7 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
 from adapters.ledger.groupcommit import GroupCommitter, Job
+from adapters.pg_schema import schema_lock
 from application.ports import IdempotencyRecord, LogEntry, LogHead
 
 if TYPE_CHECKING:
@@ -56,9 +57,18 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 "(created_at)"
             ).format(self._keys),
         ]
+        self._insert_statement = SQL(
+            "INSERT INTO {0} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{1}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(self._events, SQL(self.datastore.originator_id_type))
         self._listeners: list[Callable[[int, int], None]] = []
         self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
         self.idempotency_ttl_s = 24 * 3600.0
+
+    def create_table(self) -> None:
+        with schema_lock(self.datastore):
+            super().create_table()
 
     def close(self) -> None:
         """Nothing of its own to close: the datastore's pool is the factory's."""
@@ -80,12 +90,14 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def _write_jobs(self, jobs: Sequence[Job]) -> None:
         events = [e for job in jobs for e in job.events]
-        rows = [
-            self.construct_pg_stored_event(
-                e.originator_id, e.originator_version, e.topic, e.state
-            )
-            for e in events
-        ]
+        # Four binary arrays rather than the library's array of composites,
+        # which psycopg dumps element by element in Python.
+        columns = (
+            [e.originator_id for e in events],
+            [e.originator_version for e in events],
+            [e.topic for e in events],
+            [e.state for e in events],
+        )
         with (
             self.datastore.get_connection() as conn,
             conn.transaction(),
@@ -93,7 +105,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         ):
             self._lock_table(curs)
             self._notify_channel(curs)
-            curs.execute(self.insert_events_statement, (rows,))
+            curs.execute(self._insert_statement, columns)
             ids = [r["notification_id"] for r in curs.fetchall()]
             start = 0
             for job in jobs:
@@ -122,7 +134,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(
                 SQL(
                     "INSERT INTO {0} SELECT * FROM "
-                    "unnest(%s::bigint[], %s::text[], %s::text[])"
+                    "unnest(%b::bigint[], %b::text[], %b::text[])"
                 ).format(self._chain),
                 (positions, prevs, hashes),
             )
