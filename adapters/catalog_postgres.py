@@ -17,6 +17,7 @@ from adapters.catalog_sql import (
     crosstabs_from_rows,
     facet_deltas,
     facets_from,
+    page_from,
     row_from,
     row_params,
     search_terms,
@@ -437,11 +438,4 @@ def _page(
         f"FROM catalog_datasets d WHERE {where} ORDER BY sort_key, d.rid LIMIT %s",
         [*key_args, *args, query.limit + 1],
     )
-    records = curs.fetchall()
-    more = len(records) > query.limit
-    records = records[: query.limit]
-    items = [row_from(r) for r in records]
-    if more and records:
-        last = records[-1]
-        return items, (last["sort_key"], int(last["rid"]))
-    return items, None
+    return page_from(curs.fetchall(), query.limit)

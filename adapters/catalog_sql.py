@@ -1,10 +1,10 @@
 """What the SQLite and PostgreSQL catalog views share: row codec, query text and
 the facet arithmetic.
 
-Facets are computed from a cross-tab of (license, region, purposes) -> count,
-read in one pass (or, without text or tag filters, straight from the
-incrementally maintained ``catalog_facet_counts`` table). Disjunctive facets
-(each facet ignores its own filter) and the total then fall out in Python.
+Facets come from cross-tabs of (license, region[, purpose]) -> count: grouped
+from the matched rows for text searches, else read from the tables the
+projection maintains (catalog_facet_lr, catalog_facet_lrp). Disjunctive facets
+(each ignores its own filter) and the total then fall out in Python.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import msgspec
 from projections.catalog import CatalogQuery, CatalogRow
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, Sequence
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERMS = 8
@@ -217,6 +217,17 @@ class _Tally:
 def _top(counts: Counter[str]) -> dict[str, int]:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:FACET_LIMIT]
     return dict(ranked)
+
+
+def page_from(
+    records: Sequence[Mapping[str, Any]], limit: int
+) -> tuple[list[CatalogRow], tuple[Any, int] | None]:
+    """Rows of a page fetched with limit + 1, and the cursor if there is more."""
+    items = [row_from(r) for r in records[:limit]]
+    if len(records) > limit:
+        last = records[limit - 1]
+        return items, (last["sort_key"], int(last["rid"]))
+    return items, None
 
 
 def fts_match(terms: list[str]) -> str:

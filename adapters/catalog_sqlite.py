@@ -17,6 +17,7 @@ from adapters.catalog_sql import (
     facet_deltas,
     facets_from,
     fts_match,
+    page_from,
     row_from,
     row_params,
     search_terms,
@@ -322,14 +323,7 @@ class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
             "ORDER BY k.sort_key, k.rid",
             [*args, query.limit + 1],
         )
-        records = c.fetchall()
-        more = len(records) > query.limit
-        records = records[: query.limit]
-        items = [row_from(r) for r in records]
-        if more and records:
-            last = records[-1]
-            return items, (last["sort_key"], int(last["rid"]))
-        return items, None
+        return page_from(c.fetchall(), query.limit)
 
     def lineage(
         self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int

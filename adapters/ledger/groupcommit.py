@@ -11,6 +11,7 @@ offending one fails.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,3 +90,33 @@ class GroupCommitter:
             self._on_commit(
                 max(j.ids[-1] for j in committed), sum(len(j.ids) for j in committed)
             )
+
+
+class GroupCommitInserts(ABC):
+    """Mixin for the chained recorders: inserts go through a GroupCommitter and
+    in-process listeners hear about every commit. Subclasses write the jobs."""
+
+    idempotency_ttl_s: float = 24 * 3600.0
+
+    def _start_group_commit(self) -> None:
+        self._listeners: list[Callable[[int, int], None]] = []
+        self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
+
+    @abstractmethod
+    def _write_jobs(self, jobs: Sequence[Job]) -> None:
+        """Write every job's events (and chain and idempotency rows) at once."""
+
+    def add_listener(self, listener: Callable[[int, int], None]) -> None:
+        """Call ``listener(last_position, events)`` after each commit here."""
+        self._listeners.append(listener)
+
+    def _committed(self, position: int, events: int) -> None:
+        for listener in self._listeners:
+            listener(position, events)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        return self.committer.submit(stored_events, **kwargs)

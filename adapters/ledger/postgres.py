@@ -17,19 +17,18 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
-from adapters.ledger.groupcommit import GroupCommitter, Job
+from adapters.ledger.groupcommit import GroupCommitInserts, Job
 from adapters.pg_schema import schema_lock
 from application.ports import IdempotencyRecord, LogEntry, LogHead
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-    from eventsourcing.persistence import StoredEvent
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
 
-class LedgerPostgresRecorder(PostgresApplicationRecorder):
+class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
     """Every insert also appends to ``event_chain`` in the same transaction."""
 
     def __init__(
@@ -62,9 +61,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::{1}[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(self._events, SQL(self.datastore.originator_id_type))
-        self._listeners: list[Callable[[int, int], None]] = []
-        self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
-        self.idempotency_ttl_s = 24 * 3600.0
+        self._start_group_commit()
 
     def create_table(self) -> None:
         with schema_lock(self.datastore):
@@ -72,21 +69,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def close(self) -> None:
         """Nothing of its own to close: the datastore's pool is the factory's."""
-
-    def add_listener(self, listener: Callable[[int, int], None]) -> None:
-        """Call ``listener(last_position, events)`` after each commit here."""
-        self._listeners.append(listener)
-
-    def _committed(self, position: int, events: int) -> None:
-        for listener in self._listeners:
-            listener(position, events)
-
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        if not stored_events:
-            return []
-        return self.committer.submit(stored_events, **kwargs)
 
     def _write_jobs(self, jobs: Sequence[Job]) -> None:
         events = [e for job in jobs for e in job.events]

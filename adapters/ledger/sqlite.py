@@ -13,28 +13,26 @@ from eventsourcing.persistence import Notification, Subscription
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
-from adapters.ledger.groupcommit import GroupCommitter, Job
+from adapters.ledger.groupcommit import GroupCommitInserts, Job
 from adapters.sqlite_writer import SQLiteWriter
 from application.ports import IdempotencyRecord, LogEntry, LogHead
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
-    from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+    from eventsourcing.persistence import ApplicationRecorder
     from eventsourcing.sqlite import SQLiteCursor
 
 
-class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
+class LedgerSQLiteRecorder(GroupCommitInserts, SQLiteApplicationRecorder):
     """Every insert also appends to ``event_chain`` in the same transaction."""
 
     def __init__(
         self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"
     ) -> None:
         super().__init__(datastore, events_table_name)
-        self._listeners: list[Callable[[int, int], None]] = []
         self.writer = SQLiteWriter(datastore)
-        self.committer = GroupCommitter(self._write_jobs, on_commit=self._committed)
-        self.idempotency_ttl_s = 24 * 3600.0
+        self._start_group_commit()
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -49,21 +47,6 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             "CREATE INDEX IF NOT EXISTS idempotency_keys_created "
             "ON idempotency_keys (created_at)",
         ]
-
-    def add_listener(self, listener: Callable[[int, int], None]) -> None:
-        """Call ``listener(last_position, events)`` after each commit here."""
-        self._listeners.append(listener)
-
-    def _committed(self, position: int, events: int) -> None:
-        for listener in self._listeners:
-            listener(position, events)
-
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        if not stored_events:
-            return []
-        return self.committer.submit(stored_events, **kwargs)
 
     def close(self) -> None:
         """Close the write connection (the pool is the datastore's to close)."""
