@@ -93,7 +93,9 @@ def cmd_project(settings: Settings, _: argparse.Namespace) -> int:
     configure_logging(settings)
     # Commits happen in other processes, so nothing wakes the runners: poll.
     services = build_services(
-        msgspec.structs.replace(settings, projections=True, projection_poll_s=0.02)
+        msgspec.structs.replace(
+            settings, projections=True, projection_poll_s=settings.projector_poll_s
+        )
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -51,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workers: int = 1
     """API processes for `conductor serve`; above 1, projections run in a
     process of their own (`conductor project`)."""
+    projector_poll_s: float = 0.1
+    """How often `conductor project` looks for new events (commits in other
+    processes cannot wake it); the longest a x-ig-min-position wait adds."""
     projections: bool = True
     """Run the projection workers (and periodic jobs) in this process."""
     neo4j_uri: str = ""
