@@ -145,14 +145,22 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             return {r.id: r for r in rows}
 
     def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
-        with self.datastore.transaction(commit=True) as curs:
+        # Pipelined: statements are sent without waiting for each answer; only
+        # reading a result (old cells, new rids, the tracking check) waits.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor() as curs,
+            conn.cursor() as old_curs,
+        ):
             if rows:
-                curs.execute(
+                old_curs.execute(
                     f"SELECT {CELL_COLUMNS} FROM catalog_datasets WHERE id = ANY(%b)",
                     ([r.id.hex for r in rows],),
                 )
-                old = [tuple(r.values()) for r in curs.fetchall()]
-                self._write_rows(curs, rows)
+                self._write_rows(curs, rows)  # old cells: queued before, read after
+                old = [tuple(r.values()) for r in old_curs.fetchall()]
                 lr, lrp = facet_deltas(old, rows)
                 curs.execute(
                     "INSERT INTO catalog_facet_lr AS f SELECT * FROM unnest("

@@ -61,6 +61,9 @@ class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
             "SELECT * FROM unnest(%b::{1}[], %b::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(self._events, SQL(self.datastore.originator_id_type))
+        self._tip_statement = SQL(
+            "SELECT hash FROM {0} ORDER BY position DESC LIMIT 1"
+        ).format(self._chain)
         self._start_group_commit()
 
     def create_table(self) -> None:
@@ -80,25 +83,25 @@ class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
             [e.topic for e in events],
             [e.state for e in events],
         )
+        # Pipelined: lock, notify, insert and the chain tip go in one round
+        # trip, the chain rows and the commit in a second.
         with (
             self.datastore.get_connection() as conn,
+            conn.pipeline(),
             conn.transaction(),
             conn.cursor() as curs,
+            conn.cursor() as tip_curs,
         ):
             self._lock_table(curs)
             self._notify_channel(curs)
             curs.execute(self._insert_statement, columns)
+            tip_curs.execute(self._tip_statement, prepare=True)
             ids = [r["notification_id"] for r in curs.fetchall()]
             start = 0
             for job in jobs:
                 job.ids = ids[start : start + len(job.events)]
                 start += len(job.events)
-            curs.execute(
-                SQL("SELECT hash FROM {0} ORDER BY position DESC LIMIT 1").format(
-                    self._chain
-                )
-            )
-            tip = curs.fetchone()
+            tip = tip_curs.fetchone()
             prev = tip["hash"] if tip else GENESIS
             positions, prevs, hashes = [], [], []
             for position, e in zip(ids, events, strict=True):
