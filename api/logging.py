@@ -45,6 +45,9 @@ def configure_logging(settings: Settings) -> None:
             structlog.processors.JSONRenderer(serializer=_json),
         ]
     )
+    # apscheduler narrates every job at INFO through the standard library;
+    # our own lines are the structured ones.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
