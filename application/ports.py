@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -77,3 +77,30 @@ class EventLog(Protocol):
 
     def purge_idempotency(self) -> int:
         """Forget expired Idempotency-Keys; returns how many."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A policy engine's answer: allow, and every reason it would not."""
+
+    allow: bool
+    reasons: tuple[str, ...]
+
+
+class PolicyEngine(Protocol):
+    """Evaluates a published module set (by digest) against an input document."""
+
+    @property
+    def engine(self) -> str:
+        """Engine name and version, recorded with every decision."""
+
+    def check(self, sources: Sequence[tuple[str, str]]) -> None:
+        """Compile the modules; raise ValueError naming the problem if they do not."""
+
+    def evaluate(
+        self,
+        digest: str,
+        sources: Sequence[tuple[str, str]],
+        document: Mapping[str, Any],
+    ) -> Verdict:
+        """The decision for ``document`` (fail closed on anything undefined)."""

@@ -1,0 +1,291 @@
+"""The Export aggregate: a governed export from request to signed proof.
+
+Requested -> Decided (allowed or denied; recorded either way) -> Delivered ->
+ProofIssued, or Failed when the DLP or the proof step refuses. The input the
+policy saw is a pure function of the dataset state in force and the request,
+so an auditor can rebuild it from the log alone (`export_input`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import ConflictError, FieldViolation, ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from domain.dataset import Dataset
+
+PRESETS = ("tokenize_strict", "mask", "redact", "none")
+
+
+class ExportStateError(ConflictError):
+    """A step was taken out of order (e.g. a proof before delivery)."""
+
+    def __init__(self, export_id: UUID, status: str, step: str) -> None:
+        self.export_id = export_id
+        super().__init__(f"export {export_id} is {status}: cannot {step}")
+
+
+def export_input(
+    dataset: Dataset,
+    *,
+    preset: str,
+    purpose: str,
+    destination_region: str,
+    requester: str,
+) -> dict[str, Any]:
+    """What the export policy is asked about (JSON-ready, no floats)."""
+    return {
+        "dataset": {
+            "id": str(dataset.id),
+            "version": dataset.version,
+            "name": dataset.name,
+            "license": dataset.license,
+            "purposes": list(dataset.purposes),
+            "region": dataset.region,
+            "retention": dataset.retention,
+            "status": "retired" if dataset.retired else "active",
+            "contract_status": dataset.contract_status,
+            "contract_version": dataset.contract_version,
+            "columns": {c.name: c.classification for c in dataset.columns},
+        },
+        "request": {
+            "purpose": purpose,
+            "preset": preset,
+            "destination_region": destination_region,
+            "requester": requester,
+        },
+    }
+
+
+class Export(Aggregate):
+    """One export request and everything that happened to it."""
+
+    class Requested(Aggregate.Created):
+        tenant: str
+        dataset_id: UUID
+        dataset_version: int
+        dataset_position: int
+        preset: str
+        purpose: str
+        destination_region: str
+        requester: str
+
+    class Decided(Aggregate.Event):
+        allow: bool
+        reasons: tuple[str, ...]
+        policy_digest: str
+        policy_position: int
+        input_digest: str
+        engine: str
+
+    class Delivered(Aggregate.Event):
+        file_name: str
+        content_sha256: str
+        bytes: int
+        rows: int
+        transforms: tuple[tuple[str, str, int], ...]
+
+    class Failed(Aggregate.Event):
+        stage: str
+        reason: str
+        detail: str
+
+    class ProofIssued(Aggregate.Event):
+        manifest_sha256: str
+        key_id: str
+        checkpoint_size: int
+
+    @staticmethod
+    def create_id() -> UUID:
+        return uuid4()
+
+    @event(Requested)
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        dataset_id: UUID,
+        dataset_version: int,
+        dataset_position: int,
+        preset: str,
+        purpose: str,
+        destination_region: str,
+        requester: str,
+    ) -> None:
+        self.tenant = tenant
+        self.dataset_id = UUID(str(dataset_id))
+        self.dataset_version = dataset_version
+        self.dataset_position = dataset_position
+        self.preset = preset
+        self.purpose = purpose
+        self.destination_region = destination_region
+        self.requester = requester
+        self.status = "requested"
+        self.allow = False
+        self.reasons: tuple[str, ...] = ()
+        self.policy_digest = ""
+        self.input_digest = ""
+        self.file_name = ""
+        self.content_sha256 = ""
+        self.bytes = 0
+        self.rows = 0
+        self.failure = ""
+
+    @classmethod
+    def request(
+        cls,
+        *,
+        tenant: str,
+        dataset: Dataset,
+        dataset_position: int,
+        preset: str,
+        purpose: str,
+        destination_region: str,
+        requester: str,
+        regions: frozenset[str],
+    ) -> Export:
+        """Validate the request's own fields (the policy judges the rest)."""
+        violations = []
+        if preset not in PRESETS:
+            violations.append(
+                FieldViolation(
+                    "preset", "allowed-value", f"must be one of {', '.join(PRESETS)}"
+                )
+            )
+        if not purpose.strip() or len(purpose) > 64:
+            violations.append(FieldViolation("purpose", "required", "1-64 characters"))
+        if destination_region not in regions:
+            violations.append(
+                FieldViolation(
+                    "destination_region",
+                    "allowed-region",
+                    f"must be one of {', '.join(sorted(regions))}",
+                )
+            )
+        if violations:
+            raise ValidationError(violations)
+        return cls(
+            tenant=tenant,
+            dataset_id=dataset.id,
+            dataset_version=dataset.version,
+            dataset_position=dataset_position,
+            preset=preset,
+            purpose=purpose,
+            destination_region=destination_region,
+            requester=requester,
+        )
+
+    def decide(
+        self,
+        *,
+        allow: bool,
+        reasons: Sequence[str],
+        policy_digest: str,
+        policy_position: int,
+        input_digest: str,
+        engine: str,
+    ) -> None:
+        """Record the policy's verdict (exactly once)."""
+        self._require("requested", "record a decision")
+        self._decide(
+            allow=allow,
+            reasons=tuple(reasons),
+            policy_digest=policy_digest,
+            policy_position=policy_position,
+            input_digest=input_digest,
+            engine=engine,
+        )
+
+    @event(Decided)
+    def _decide(
+        self,
+        *,
+        allow: bool,
+        reasons: tuple[str, ...],
+        policy_digest: str,
+        policy_position: int,
+        input_digest: str,
+        engine: str,
+    ) -> None:
+        del policy_position, engine
+        self.allow = allow
+        self.reasons = tuple(reasons)
+        self.policy_digest = policy_digest
+        self.input_digest = input_digest
+        self.status = "allowed" if allow else "denied"
+
+    def deliver(
+        self,
+        *,
+        file_name: str,
+        content_sha256: str,
+        size: int,
+        rows: int,
+        transforms: Sequence[tuple[str, str, int]],
+    ) -> None:
+        """The transformed file is written; its digest is now fixed."""
+        self._require("allowed", "deliver")
+        self._deliver(
+            file_name=file_name,
+            content_sha256=content_sha256,
+            bytes=size,
+            rows=rows,
+            transforms=tuple(transforms),
+        )
+
+    @event(Delivered)
+    def _deliver(
+        self,
+        *,
+        file_name: str,
+        content_sha256: str,
+        bytes: int,  # noqa: A002
+        rows: int,
+        transforms: tuple[tuple[str, str, int], ...],
+    ) -> None:
+        del transforms
+        self.file_name = file_name
+        self.content_sha256 = content_sha256
+        self.bytes = bytes
+        self.rows = rows
+        self.status = "delivered"
+
+    def fail(self, *, stage: str, reason: str, detail: str = "") -> None:
+        """The DLP or the proof step refused; nothing leaves the platform."""
+        if self.status not in {"allowed", "delivered"}:
+            raise ExportStateError(self.id, self.status, "fail")
+        self._fail(stage=stage, reason=reason, detail=detail[:500])
+
+    @event(Failed)
+    def _fail(self, *, stage: str, reason: str, detail: str) -> None:
+        del detail
+        self.failure = f"{stage}:{reason}"
+        self.status = "failed"
+
+    def issue_proof(
+        self, *, manifest_sha256: str, key_id: str, checkpoint_size: int
+    ) -> None:
+        """The signed proof bundle exists; the export is complete."""
+        self._require("delivered", "issue a proof")
+        self._issue(
+            manifest_sha256=manifest_sha256,
+            key_id=key_id,
+            checkpoint_size=checkpoint_size,
+        )
+
+    @event(ProofIssued)
+    def _issue(
+        self, *, manifest_sha256: str, key_id: str, checkpoint_size: int
+    ) -> None:
+        del manifest_sha256, key_id, checkpoint_size
+        self.status = "proven"
+
+    def _require(self, status: str, step: str) -> None:
+        if self.status != status:
+            raise ExportStateError(self.id, self.status, step)
