@@ -1,0 +1,351 @@
+"""PII recognisers shared by free-text redaction and the export's residual re-scan.
+
+Recognisers: email; phone (+CC / 00CC international, common national formats with
+spaces, dashes, dots or parentheses, at least 9 digits); payment card (13-19 digits
+in groups, issuer prefix and Luhn checked); national id (US SSN ``###-##-####``
+without the 000/666/9xx areas, UK National Insurance ``AA 99 99 99 A``). Digits
+are ASCII digits.
+
+Speed comes from never running the full patterns over ordinary text: a cheap
+trigger (an "@", or a run of 9 digit/separator characters, or a NINO's digits)
+starts with a character class, which the regex engine skips in C; the full
+patterns then only run on a few characters around each trigger. Every pattern is
+linear-time (each repetition is delimited by characters it cannot consume), and
+none crosses a NUL, so a whole column can be triggered as one joined string.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from itertools import accumulate
+from operator import add
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+EMAIL = "email"
+PHONE = "phone"
+CARD = "card"
+NATIONAL_ID = "national_id"
+RECOGNISERS = (EMAIL, PHONE, CARD, NATIONAL_ID)
+PLACEHOLDERS = {
+    EMAIL: "[EMAIL]",
+    PHONE: "[PHONE]",
+    CARD: "[CARD]",
+    NATIONAL_ID: "[NATIONAL_ID]",
+}
+
+# A number only matches where it does not continue a word, a number or a token:
+# "tok_0123..." and "ID-555-123-4567" stay untouched.
+_START = r"(?<![\w.+/-])"
+_END = r"(?!\w|[.-][0-9])"
+_SSN = _START + r"(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}" + _END
+# UK National Insurance number; the prefixes HMRC never issues are excluded.
+_NINO = (
+    r"(?<!\w)(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+    r" ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D](?!\w)"
+)
+# 13+ digits in groups split by one space or dash; issuer and Luhn are checked on
+# the candidate, so a longer run is captured whole rather than cut anywhere.
+_CARD = _START + r"[0-9](?:[ -]?[0-9]){12,}(?!\w)"
+_PHONE = (
+    _START + r"(?:"
+    # +CC or 00CC, then 9-15 digits split by at most two of " .()-" at a time
+    r"(?:\+|00(?=[0-9]{1,3}[ .-]))(?:[0-9][ .()-]{0,2}){8,14}[0-9]"
+    r"|\([0-9]{3,5}\)[ .-]?[0-9]{3,4}[ .-]?[0-9]{3,4}"  # (020) 7946 0958
+    r"|[0-9]{3}(?:-[0-9]{3}-|\.[0-9]{3}\.| [0-9]{3} )[0-9]{4}"  # 415-555-2671
+    r"|0[0-9]{2,4}[ -][0-9]{3,4}[ -]?[0-9]{3,4}"  # 020 7946 0958, 07700 900123
+    r"|0[1-9][0-9]{8,9}"  # 07700900123: bare national numbers with a trunk 0
+    r")(?!\w|[ .-][0-9])"
+)
+_DIGITS = re.compile(
+    f"(?P<ssn>{_SSN})|(?P<nino>{_NINO})|(?P<{CARD}>{_CARD})|(?P<{PHONE}>{_PHONE})"
+)
+# What may hide inside a digit run that is not a card ("ref 12 020 7946 0958").
+_NOT_CARD = re.compile(f"(?P<ssn>{_SSN})|(?P<nino>{_NINO})|(?P<{PHONE}>{_PHONE})")
+# An email is found from its "@": the domain forwards, the local part backwards
+# (matched on the reversed text, as it must be a whole run of local characters).
+_DOMAIN = re.compile(r"@(?:[^\W_][\w-]{0,62}\.){1,8}[^\W\d_]{2,24}(?![\w-])")
+_LOCAL_REVERSED = re.compile(r"[\w.%+-]{1,64}(?![\w.%+-])")
+# Necessary condition for the digit recognisers: phones, cards and SSNs have 9
+# digits in a run of digits and " .()-"; a NINO has 6 digits and a letter.
+_TRIGGER = re.compile(r"[0-9](?:[0-9 .()-]{7,}[0-9]|[0-9] ?[0-9]{2} ?[0-9]{2} ?[A-D])")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_BEFORE = 4  # "+", "(", or a NINO's "AB " precede the run the trigger sees
+_AFTER = 4  # room for the patterns' look-aheads past the run
+_ISSUER_FIRST_DIGITS = "23456"  # see _card_lengths
+_SEP = "\x00"
+_SHORTEST = 9  # "AB123456C"; phones, SSNs and cards are longer, emails have "@"
+_KIND = {"ssn": NATIONAL_ID, "nino": NATIONAL_ID, CARD: CARD, PHONE: PHONE}
+_PRIORITY = {EMAIL: 0, NATIONAL_ID: 1, CARD: 2, PHONE: 3}
+
+Span = tuple[int, int, str]  # start, end, recogniser
+
+
+def luhn_valid(digits: str) -> bool:
+    """Whether a string of ASCII digits passes the Luhn checksum."""
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if i % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _card_lengths(digits: str) -> range:  # noqa: PLR0911 - one issuer per line
+    """The lengths card networks issue for the prefix of ``digits`` (maybe none).
+
+    Luhn alone passes one random number in ten; requiring a real issuer range
+    keeps long numeric ids, timestamps and order numbers out of the [CARD] bucket.
+    """
+    first2 = int(digits[:2])
+    if digits[0] == "4":  # Visa
+        return range(13, 20, 3)
+    if 51 <= first2 <= 55 or 2221 <= int(digits[:4]) <= 2720:  # Mastercard
+        return range(16, 17)
+    if first2 in {34, 37}:  # American Express
+        return range(15, 16)
+    if first2 in {30, 36, 38, 39}:  # Diners Club
+        return range(14, 20)
+    if first2 == 35:  # JCB
+        return range(16, 20)
+    if digits[0] == "6" or first2 in {50, 56, 57, 58}:  # Discover, UnionPay, Maestro
+        return range(13, 20)
+    return range(0)
+
+
+def is_card_number(digits: str) -> bool:
+    """Whether a string of digits is a plausible, Luhn-valid payment card."""
+    return (
+        13 <= len(digits) <= 19
+        and len(digits) in _card_lengths(digits)
+        and luhn_valid(digits)
+    )
+
+
+_VALUES = bytes.maketrans(b"0123456789", bytes(range(10)))
+_DOUBLED = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+
+
+class _Luhn:
+    """Luhn checks of any slice of a digit string in O(1), from prefix sums.
+
+    A run of digit groups holds many overlapping 13-19 digit slices; checking each
+    from scratch let adversarial runs ("4 4 4 4 ...") cost ~10 us a character.
+    """
+
+    def __init__(self, digits: str) -> None:
+        raw = digits.encode()
+        plain, doubled = raw.translate(_VALUES), raw.translate(_DOUBLED)
+        # [p][k]: sum over the first k digits at positions of parity p.
+        self.plain = [[0, *accumulate(plain[p::2])] for p in (0, 1)]
+        self.doubled = [[0, *accumulate(doubled[p::2])] for p in (0, 1)]
+
+    def valid(self, start: int, end: int) -> bool:
+        """Whether ``digits[start:end]`` passes Luhn (its last digit not doubled)."""
+        r = (end - 1) % 2  # the parity of the digits kept as they are
+        q = 1 - r
+
+        def count(p: int, i: int) -> int:  # positions < i of parity p
+            return (i - p + 1) // 2
+
+        plain, doubled = self.plain[r], self.doubled[q]
+        total = plain[count(r, end)] - plain[count(r, start)]
+        total += doubled[count(q, end)] - doubled[count(q, start)]
+        return total % 10 == 0
+
+
+def _has_card(run: str) -> bool:
+    """Whether a run of digit groups holds a card number.
+
+    The run may hold a card and neighbouring numbers ("ref 12 4111 1111 1111
+    1111"), so slices of whole groups holding 13-19 digits are tried: at most 7
+    per group, each O(1), so the work is linear in the run.
+    """
+    groups = [(m.start(), m.end()) for m in _DIGIT_RUN.finditer(run)]
+    digits = "".join(run[a:b] for a, b in groups)
+    if len(groups) == 1:
+        return is_card_number(digits)
+    offsets = list(accumulate((b - a for a, b in groups), initial=0))
+    luhn = _Luhn(digits)
+    for first in range(len(groups)):
+        s = offsets[first]
+        if digits[s] not in _ISSUER_FIRST_DIGITS or len(digits) - s < 13:
+            continue
+        lengths = _card_lengths(digits[s : s + 4])
+        for end in range(first, len(groups)):
+            n = offsets[end + 1] - s
+            if n > 19:
+                break
+            if n >= 13 and n in lengths and luhn.valid(s, s + n):
+                return True
+    return False
+
+
+def _digit_spans(text: str, *, windowed: bool = True) -> list[Span]:
+    """Phone, card and national id spans, found around the triggers only.
+
+    Args:
+        text: the text.
+        windowed: False runs the patterns over the whole text (the reference
+            the trigger windows are tested against).
+    """
+    spans: list[Span] = []
+    last = 0
+    windows = (
+        ((t.start() - _BEFORE, t.end() + _AFTER) for t in _TRIGGER.finditer(text))
+        if windowed
+        else [(0, len(text))]
+    )
+    for start, end in windows:
+        # pos/endpos keep the text around visible to the look-behinds.
+        for match in _DIGITS.finditer(text, max(last, start, 0), min(end, len(text))):
+            if match.start() < last:
+                continue
+            a, b = match.span()
+            last = b
+            kind = _KIND[match.lastgroup or ""]
+            if kind == CARD:
+                spans += _card_run_spans(text, a, b)
+            else:
+                spans.append((a, b, kind))
+    return spans
+
+
+def _card_run_spans(text: str, a: int, b: int) -> list[Span]:
+    """A run of digit groups: one card span if it holds a card, else what it holds.
+
+    The whole run is the card: which neighbouring groups belong to the number is
+    ambiguous, and redacting a few digits too many beats leaking some of a card.
+    """
+    if _has_card(text[a:b]):
+        return [(a, b, CARD)]
+    stop = min(b + _AFTER, len(text))
+    return [
+        (*m.span(), _KIND[m.lastgroup or ""])
+        for m in _NOT_CARD.finditer(text, a, stop)
+        if m.start() < b
+    ]
+
+
+def _email_spans(text: str) -> list[Span]:
+    spans: list[Span] = []
+    at = text.find("@")
+    while at >= 0:
+        domain = _DOMAIN.match(text, at)
+        if domain is not None:
+            local = _LOCAL_REVERSED.match(text[max(0, at - 65) : at][::-1])
+            if local is not None:
+                spans.append((at - local.end(), domain.end(), EMAIL))
+        at = text.find("@", at + 1)
+    return spans
+
+
+def pii_spans(text: str, *, windowed: bool = True) -> list[Span]:
+    """Non-overlapping ``(start, end, recogniser)`` of the PII in ``text``.
+
+    Where two matches overlap the leftmost wins, then email > national id > card >
+    phone. ``windowed`` as in _digit_spans.
+    """
+    spans = _email_spans(text) if "@" in text else []
+    spans += _digit_spans(text, windowed=windowed)
+    if len(spans) < 2:
+        return spans
+    spans.sort(key=lambda s: (s[0], _PRIORITY[s[2]]))
+    kept: list[Span] = []
+    for span in spans:
+        if not kept or span[0] >= kept[-1][1]:
+            kept.append(span)
+    return kept
+
+
+def find_pii(text: str) -> list[str]:
+    """The recognisers matching in ``text``, in order of appearance (with repeats)."""
+    return [kind for _, _, kind in pii_spans(text)]
+
+
+def redact(text: str, counts: dict[str, int] | None = None) -> str:
+    """``text`` with each recognised value replaced by its placeholder.
+
+    Args:
+        text: the free text.
+        counts: incremented at ``redacted_<recogniser>`` per replacement.
+    """
+    spans = pii_spans(text)
+    if not spans:
+        return text
+    parts: list[str] = []
+    done = 0
+    for start, end, kind in spans:
+        parts += (text[done:start], PLACEHOLDERS[kind])
+        done = end
+        if counts is not None:
+            key = "redacted_" + kind
+            counts[key] = counts.get(key, 0) + 1
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def suspects(values: Sequence[str]) -> list[int]:
+    """Indexes of the values that may hold PII (a superset; usually few).
+
+    One C-level search over the column joined by NULs replaces a Python call per
+    value; the positions found are mapped back to values by bisection.
+    """
+    if not values:
+        return []
+    joined = _SEP.join(values)
+    has_at = "@" in joined
+    if not has_at and max(map(len, values)) < _SHORTEST:
+        return []
+    first = _TRIGGER.search(joined)
+    if not has_at and first is None:
+        return []
+    if joined.count(_SEP) != len(values) - 1:
+        # A value holds a NUL itself: positions would not map back, go one by one.
+        return [
+            i
+            for i, v in enumerate(values)
+            if "@" in v or _TRIGGER.search(v) is not None
+        ]
+    # ends[i] is the offset of the separator after value i (== len(joined) at end).
+    ends = list(map(add, accumulate(map(len, values)), range(len(values))))
+    found: set[int] = set()
+    if first is not None:
+        found.update(bisect_right(ends, m.start()) for m in _TRIGGER.finditer(joined))
+    if has_at:
+        at = joined.find("@")
+        while at >= 0:
+            index = bisect_right(ends, at)
+            found.add(index)
+            at = joined.find("@", ends[index] + 1)  # one "@" per value is enough
+    return sorted(found)
+
+
+def redact_column(values: list[str], counts: dict[str, int]) -> list[int]:
+    """Redact a column in place, counting replacements; returns the suspects.
+
+    Values outside the returned indexes were left untouched and hold no trigger,
+    so a re-scan of the output only needs to look at those indexes.
+    """
+    found = suspects(values)
+    for i in found:
+        values[i] = redact(values[i], counts)
+    return found
+
+
+def scan_column(
+    values: Sequence[str], candidates: Sequence[int] | None = None
+) -> list[tuple[int, str]]:
+    """``(index, recogniser)`` for each value holding PII, once per recogniser.
+
+    Args:
+        values: the column.
+        candidates: indexes known to cover every suspect (from redact_column);
+            computed when None.
+    """
+    indexes = suspects(values) if candidates is None else candidates
+    return [(i, kind) for i in indexes for kind in dict.fromkeys(find_pii(values[i]))]
