@@ -39,6 +39,7 @@ class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
         self._events = SQL("{0}.{1}").format(schema, Identifier(events_table_name))
         self._chain = SQL("{0}.event_chain").format(schema)
         self._keys = SQL("{0}.idempotency_keys").format(schema)
+        self._checkpoints = SQL("{0}.ledger_checkpoints").format(schema)
         self.sql_create_statements += [
             SQL(
                 "CREATE TABLE IF NOT EXISTS {0} (position bigint PRIMARY KEY, "
@@ -55,6 +56,11 @@ class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
                 "CREATE INDEX IF NOT EXISTS idempotency_keys_created ON {0} "
                 "(created_at)"
             ).format(self._keys),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {0} (size bigint PRIMARY KEY, "
+                "last_position bigint NOT NULL, root text NOT NULL, "
+                "envelope text NOT NULL)"
+            ).format(self._checkpoints),
         ]
         self._insert_statement = SQL(
             "INSERT INTO {0} (originator_id, originator_version, topic, state) "
@@ -215,6 +221,48 @@ class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
         ):
             curs.execute(query, (after, limit), prepare=True)
             return curs.fetchall()
+
+    def chain_hashes(self, *, after: int, limit: int) -> list[tuple[int, str]]:
+        """(position, hash) of chain rows after a position, in order."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(
+                SQL(
+                    "SELECT position, hash FROM {0} WHERE position>%s "
+                    "ORDER BY position LIMIT %s"
+                ).format(self._chain),
+                (after, limit),
+            )
+            return [(int(p), str(h)) for p, h in curs.fetchall()]
+
+    def save_checkpoint(
+        self, *, size: int, last_position: int, root: str, envelope: str
+    ) -> None:
+        """Keep a signed checkpoint (a second one for the same size is ignored)."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {0} VALUES (%s,%s,%s,%s) ON CONFLICT (size) DO NOTHING"
+                ).format(self._checkpoints),
+                (size, last_position, root, envelope),
+            )
+
+    def checkpoints(self, *, at_least: int = 0) -> list[tuple[int, int, str, str]]:
+        """(size, last_position, root, envelope) of the checkpoints, smallest first."""
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(
+                SQL(
+                    "SELECT size, last_position, root, envelope FROM {0} "
+                    "WHERE size>=%s ORDER BY size"
+                ).format(self._checkpoints),
+                (at_least,),
+            )
+            return [(int(s), int(p), str(r), str(e)) for s, p, r, e in curs.fetchall()]
 
     def chain_positions(self, lo: int, hi: int) -> list[int]:
         """Chain rows between two positions (to name events deleted from the log)."""

@@ -46,6 +46,9 @@ class LedgerSQLiteRecorder(GroupCommitInserts, SQLiteApplicationRecorder):
             "PRIMARY KEY (tenant, key))",
             "CREATE INDEX IF NOT EXISTS idempotency_keys_created "
             "ON idempotency_keys (created_at)",
+            "CREATE TABLE IF NOT EXISTS ledger_checkpoints ("
+            "size INTEGER PRIMARY KEY, last_position INTEGER NOT NULL, "
+            "root TEXT NOT NULL, envelope TEXT NOT NULL)",
         ]
 
     def close(self) -> None:
@@ -154,6 +157,37 @@ class LedgerSQLiteRecorder(GroupCommitInserts, SQLiteApplicationRecorder):
                 (after, limit),
             )
             return [tuple(r) for r in c.fetchall()]
+
+    def chain_hashes(self, *, after: int, limit: int) -> list[tuple[int, str]]:
+        """(position, hash) of chain rows after a position, in order."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT position, hash FROM event_chain WHERE position>? "
+                "ORDER BY position LIMIT ?",
+                (after, limit),
+            )
+            return [(int(r[0]), str(r[1])) for r in c.fetchall()]
+
+    def save_checkpoint(
+        self, *, size: int, last_position: int, root: str, envelope: str
+    ) -> None:
+        """Keep a signed checkpoint (a second one for the same size is ignored)."""
+        with self.writer.transaction() as c:
+            c.execute(
+                "INSERT INTO ledger_checkpoints VALUES (?,?,?,?) "
+                "ON CONFLICT (size) DO NOTHING",
+                (size, last_position, root, envelope),
+            )
+
+    def checkpoints(self, *, at_least: int = 0) -> list[tuple[int, int, str, str]]:
+        """(size, last_position, root, envelope) of the checkpoints, smallest first."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT size, last_position, root, envelope FROM ledger_checkpoints "
+                "WHERE size>=? ORDER BY size",
+                (at_least,),
+            )
+            return [(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in c.fetchall()]
 
     def chain_positions(self, lo: int, hi: int) -> list[int]:
         """Chain rows between two positions (to name events deleted from the log)."""
