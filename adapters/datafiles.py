@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from application.ports import TransformRefusedError
 from domain.values import LOCATION_SUFFIXES
 
 MAX_FILES = 100_000
@@ -37,3 +38,22 @@ class LocalDataFiles:
                 if len(found) >= MAX_FILES:
                     return found
         return found
+
+    def resolve(self, tenant: str, location: str) -> Path:
+        """The file behind a location, refusing anything outside the tenant's root.
+
+        Registration already refuses '..' and absolute paths; this also catches
+        symlinks that lead out, and files that are not there.
+        """
+        if not location:
+            raise TransformRefusedError("no_location", "the dataset has no location")
+        base = self.tenant_root(tenant).resolve()
+        path = (base / location).resolve()
+        if not path.is_relative_to(base):
+            raise TransformRefusedError(
+                "location_outside_data_root",
+                "the location resolves outside the tenant's data root",
+            )
+        if not path.is_file():
+            raise TransformRefusedError("source_missing", "no file at the location")
+        return path

@@ -1,10 +1,13 @@
 """The export gate's engine: Rego v1 evaluated in-process by regopy (rego-cpp).
 
-Facts measured here (see NOTES): compile once per digest and query the built
-bundle (~5k decisions/s, against ~1k re-parsing each time); query a decision
-object, because a false boolean comes back as undefined; read the output while
-the Output object is alive. An interpreter is not thread-safe, so each
-compiled policy has a lock.
+Facts measured here (see NOTES): compile once per digest into a bundle with
+the decision as its entrypoint, and query that (the default gate: ~2.4k
+queries/s, against ~1k re-parsing each time and ~2.1k through a query
+string); pass the input as a regopy.Input built from the dict (~5.8k/s,
+against ~3.4k/s parsing a JSON string); query a decision object, because a
+false boolean comes back as undefined; read the output while the Output
+object is alive. An interpreter is not thread-safe, so each compiled policy
+has a lock.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from application.ports import Verdict
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-QUERY = "decision := data.conductor.export.decision"
+ENTRYPOINT = "conductor/export/decision"
 UNDEFINED = "policy_decision_undefined"
 
 
@@ -30,13 +33,14 @@ class _Compiled:
         self.interpreter = regopy.Interpreter()
         for name, source in sources:
             self.interpreter.add_module(name, source)
-        self.bundle = self.interpreter.build(QUERY)
+        self.bundle = self.interpreter.build(None, [ENTRYPOINT])
         self.lock = threading.Lock()
 
     def decide(self, document: Mapping[str, Any]) -> Any:
+        given = regopy.Input(document)
         with self.lock:
-            self.interpreter.set_input_term(json.dumps(document))
-            output = self.interpreter.query_bundle(self.bundle)
+            self.interpreter.set_input(given)
+            output = self.interpreter.query_bundle_entrypoint(self.bundle, ENTRYPOINT)
             text = str(output)  # read while `output` is alive
         try:
             return json.loads(text)
@@ -70,7 +74,10 @@ class RegoEngine:
             raise ValueError(msg)
 
     def evaluate(
-        self, digest: str, sources: Sequence[tuple[str, str]], document: Mapping[str, Any]
+        self,
+        digest: str,
+        sources: Sequence[tuple[str, str]],
+        document: Mapping[str, Any],
     ) -> Verdict:
         compiled = self._compiled.get(digest)
         if compiled is None:
@@ -80,16 +87,16 @@ class RegoEngine:
                     compiled = self._compiled[digest] = _Compiled(sources)
         decision = _decision(compiled.decide(document))
         if decision is None:
-            return Verdict(False, (UNDEFINED,))
+            return Verdict(allow=False, reasons=(UNDEFINED,))
         allow, reasons = decision
         # A policy that allows while listing reasons is contradictory: deny.
-        return Verdict(allow and not reasons, reasons)
+        return Verdict(allow=allow and not reasons, reasons=reasons)
 
 
 def _decision(result: Any) -> tuple[bool, tuple[str, ...]] | None:
     """(allow, reasons) from a query result, or None if it is not a decision."""
     try:
-        value = result["bindings"]["decision"]
+        value = result["expressions"][0]
         allow, deny = value["allow"], value["deny"]
     except (KeyError, TypeError):
         return None

@@ -15,6 +15,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from api.auth import jwt_auth
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
+from api.controllers.exports import ExportController, PolicyController, ProofController
+from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
 from api.logging import configure_logging, request_logging
@@ -67,6 +69,11 @@ def create_app(
     app = Litestar(
         route_handlers=[
             DatasetController,
+            PolicyController,
+            ExportController,
+            ProofController,
+            LedgerController,
+            public_keys,
             CatalogController,
             LogController,
             healthz,
@@ -92,6 +99,7 @@ def create_app(
         ),
         debug=False,
     )
+    app.state.services = wired  # for the CLI's in-process tools and the tests
     # Outermost, so that 401s from the auth middleware and unmatched routes
     # get their log line and latency sample too.
     app.asgi_handler = request_logging(wired.metrics)(app.asgi_handler)

@@ -32,7 +32,7 @@ SCOPES = frozenset(
     }
 )
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema"]
+PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/keys$"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +147,25 @@ def issue_token(
 
 
 def requires(
-    scope: str,
+    *scopes: str,
 ) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A guard that lets through only principals holding ``scope``."""
-    if scope not in SCOPES:
-        msg = f"unknown scope {scope!r}"
+    """A guard that lets through principals holding at least one of ``scopes``."""
+    unknown = sorted(set(scopes) - SCOPES)
+    if unknown or not scopes:
+        msg = f"unknown scope(s) {unknown}"
         raise ValueError(msg)
+    wanted = frozenset(scopes)
+    needs = (
+        f"the '{scopes[0]}' scope"
+        if len(scopes) == 1
+        else "one of the scopes " + ", ".join(f"'{s}'" for s in scopes)
+    )
 
     def guard(
         connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
     ) -> None:
         principal = connection.user
-        if not isinstance(principal, Principal) or scope not in principal.scopes:
-            raise PermissionDeniedException(detail=f"this needs the '{scope}' scope")
+        if not isinstance(principal, Principal) or not principal.scopes & wanted:
+            raise PermissionDeniedException(detail=f"this needs {needs}")
 
     return guard

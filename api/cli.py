@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from api.auth import SCOPES, issue_token
+from api.cli_audit import add_commands
 from api.progress import Progress
 from api.settings import Settings
 
@@ -263,6 +264,7 @@ def parser() -> argparse.ArgumentParser:
     rebuild = proj.add_parser("rebuild", help="drop a read model and replay the log")
     rebuild.add_argument("name")
     rebuild.set_defaults(func=cmd_projections)
+    add_commands(sub)
     return root
 
 

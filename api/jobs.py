@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
@@ -27,6 +28,34 @@ def purge_idempotency_keys(services: Services) -> None:
         log.info("idempotency_keys_purged", count=dropped)
 
 
+def sign_checkpoint(services: Services) -> None:
+    """Sign a tree head when N events arrived or T seconds passed since the last.
+
+    Runs every second; between signatures it only folds new chain rows into
+    the in-memory tree. The signing key is recorded in the log first, so an
+    auditor holding only the exported log can check every checkpoint.
+    """
+    size = services.checkpoints.sync()
+    latest = services.checkpoints.latest()
+    signed = latest.size if latest else 0
+    if size <= signed:
+        return
+    settings = services.settings
+    age = (
+        (datetime.now(UTC) - latest.issued_at).total_seconds()
+        if latest
+        else float("inf")
+    )
+    if (
+        size - signed < settings.checkpoint_every_events
+        and age < settings.checkpoint_interval_s
+    ):
+        return
+    services.exports.record_signing_key(services.keys)
+    checkpoint = services.checkpoints.sign()
+    log.info("checkpoint_signed", size=checkpoint.size, root=checkpoint.root)
+
+
 def scheduler(services: Services) -> BackgroundScheduler:
     """The process's scheduler with Conductor's periodic jobs (not started)."""
     jobs = BackgroundScheduler(
@@ -41,5 +70,8 @@ def scheduler(services: Services) -> BackgroundScheduler:
     )
     jobs.add_job(
         purge_idempotency_keys, "interval", args=[services], id="idempotency", hours=1
+    )
+    jobs.add_job(
+        sign_checkpoint, "interval", args=[services], id="checkpoint", seconds=1
     )
     return jobs

@@ -81,6 +81,30 @@ class Metrics:
             ["projection"],
             registry=self.registry,
         )
+        self.export_proof_failures = Counter(
+            "conductor_export_proof_failures_total",
+            "Exports that ended without a proof, and proofs asked for too early",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.export_decisions = Counter(
+            "conductor_export_decisions_total",
+            "Export requests judged by the policy, by outcome",
+            ["allow"],
+            registry=self.registry,
+        )
+        self.exports_finished = Counter(
+            "conductor_exports_total",
+            "Background export runs that ended, by final status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.export_seconds = Histogram(
+            "conductor_export_seconds",
+            "Wall time of a background export run (DLP, delivery and proof)",
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+        )
         self.catalog_coverage = Gauge(
             "conductor_catalog_coverage_ratio",
             "Share of a tenant's data files registered in the catalog",

@@ -164,3 +164,94 @@ class CoverageOut(Out, frozen=True):
     """Share of active datasets whose contract is active."""
     missing_locations: list[str]
     """Registered locations with no file behind them."""
+
+
+class PolicyModuleIn(In):
+    name: str
+    source: str
+
+
+class PolicyCreate(In):
+    name: str
+    modules: list[PolicyModuleIn]
+
+
+class PolicyModuleOut(Out, frozen=True):
+    name: str
+    source: str
+
+
+class PolicyOut(Out, frozen=True):
+    digest: str
+    name: str
+    engine: str
+    modules: list[PolicyModuleOut]
+    position: int | None = None
+
+
+class PolicyPublished(Out, frozen=True):
+    digest: str
+    position: int | None
+
+
+class ExportCreate(In):
+    dataset_id: UUID
+    preset: str
+    purpose: str
+    destination_region: str
+
+
+class DecisionOut(Out, frozen=True):
+    allow: bool
+    reasons: list[str]
+    policy_digest: str
+    input_digest: str
+
+
+class DeliveryOut(Out, frozen=True):
+    file: str
+    content_sha256: str
+    bytes: int
+    rows: int
+
+
+class ProgressOut(Out, frozen=True):
+    rows: int
+    bytes: int
+
+
+class ExportOut(Out, frozen=True):
+    id: UUID
+    dataset_id: UUID
+    dataset_version: int
+    status: str
+    preset: str
+    purpose: str
+    destination_region: str
+    requester: str
+    decision: DecisionOut | None
+    delivery: DeliveryOut | None = None
+    progress: ProgressOut | None = None
+    failure: str | None = None
+    """stage:reason of a failed export."""
+    failure_detail: str | None = None
+    """What the failing stage reported (column names, counts; never values)."""
+    proof: str | None = None
+    """Where the signed proof bundle is, once issued."""
+    position: int | None = None
+
+
+class ExportPage(Out, frozen=True):
+    items: list[ExportOut]
+    next: str | None
+
+
+class KeyOut(Out, frozen=True):
+    keyid: str
+    public_key_pem: str
+    created_at: str
+    active: bool
+
+
+class KeysOut(Out, frozen=True):
+    keys: list[KeyOut]

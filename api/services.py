@@ -8,29 +8,45 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from adapters.catalog_sqlite import SQLiteCatalogView
+from adapters.checkpoints import LedgerCheckpoints
 from adapters.datafiles import LocalDataFiles
+from adapters.dlp_transformer import DlpTransformer
+from adapters.exports_view import PostgresExportsView, SQLiteExportsView
 from adapters.ledger.store import Ledger, open_ledger
+from adapters.rego import RegoEngine
+from adapters.secrets import FileSecrets
+from adapters.signer import KeyStore
+from api.export_worker import ExportWorker
 from api.metrics import Metrics
 from application.datasets import Datasets
+from application.export_pipeline import ExportPipeline
+from application.exports import Exports
 from projections.catalog import CatalogProjection, CatalogView, SearchCache
 from projections.coverage import CatalogQueries
+from projections.exports import ExportsProjection, ExportsView
 from projections.lineage import LineageProjection, LineageView
 from projections.runner import BatchRunner
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from api.settings import Settings
 
 log = structlog.get_logger("conductor")
 
 
+def _view(ledger: Ledger, sqlite: type[Any], postgres: type[Any]) -> Any:
+    """A view of the ledger's backend, in the same database (tables created)."""
+    return ledger.factory.tracking_recorder(
+        postgres if ledger.backend == "postgres" else sqlite
+    )
+
+
 def catalog_view(ledger: Ledger) -> CatalogView:
     """The catalog view for the ledger's backend, in the same database."""
-    if ledger.backend == "postgres":
-        from adapters.catalog_postgres import PostgresCatalogView  # noqa: PLC0415
+    from adapters.catalog_postgres import PostgresCatalogView  # noqa: PLC0415
 
-        view = ledger.factory.tracking_recorder(PostgresCatalogView)
-    else:
-        view = ledger.factory.tracking_recorder(SQLiteCatalogView)
+    view = _view(ledger, SQLiteCatalogView, PostgresCatalogView)
     assert isinstance(view, CatalogView)
     return view
 
@@ -48,22 +64,32 @@ class Services:
         settings: Settings,
         ledger: Ledger,
         datasets: Datasets,
+        exports: Exports,
         catalog: CatalogView,
+        exports_view: ExportsView,
         queries: CatalogQueries,
         runners: dict[str, BatchRunner],
         metrics: Metrics,
+        keys: KeyStore,
+        checkpoints: LedgerCheckpoints,
+        worker: ExportWorker,
         lineage: LineageView | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.datasets = datasets
+        self.exports = exports
         self.catalog = catalog
+        self.exports_view = exports_view
         self.queries = queries
         self.runners = runners
         self.metrics = metrics
         self.lineage = lineage
         """The graph lineage view, when a graph database is configured."""
         self.search = SearchCache(catalog)
+        self.keys = keys
+        self.checkpoints = checkpoints
+        self.worker = worker
         self._closed = threading.Event()
         self._scheduler: Any = None
 
@@ -75,8 +101,16 @@ class Services:
             return  # another process (`conductor project`) keeps the views
         for runner in self.runners.values():
             runner.start()
+        self.worker.resume(row.id for row in self.exports_view.pending())
         self._scheduler = scheduler(self)
         self._scheduler.start()
+
+    def start_export(self, export_id: UUID) -> None:
+        """Run an allowed export in the background."""
+        self.worker.start(export_id)
+
+    def export_progress(self, export_id: UUID) -> tuple[int, int] | None:
+        return self.worker.progress(export_id)
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -84,11 +118,13 @@ class Services:
         self._closed.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        self.worker.close()
         for runner in self.runners.values():
             runner.stop()
         if self.lineage is not None:
             self.lineage.close()
         self.catalog.close()
+        self.exports_view.close()
         self.ledger.close()
 
 
@@ -96,18 +132,41 @@ def build_services(settings: Settings) -> Services:
     """Open the log, the applications, the views and their runners."""
     ledger = open_ledger(settings.resolved_database_url, pool_size=settings.pool_size)
     ledger.chained.idempotency_ttl_s = settings.idempotency_ttl_s
-    datasets = Datasets(ledger, regions=frozenset(settings.regions))
-    view = catalog_view(ledger)
-    metrics = Metrics()
-    runner = BatchRunner(
-        projection=CatalogProjection(view=view),
-        recorder=ledger.recorder,
-        mapper=datasets.mapper,
-        batch_size=settings.projection_batch,
-        poll_interval=settings.projection_poll_s,
-        on_batch=metrics.projected,
+    regions = frozenset(settings.regions)
+    datasets = Datasets(ledger, regions=regions)
+    files = LocalDataFiles(settings.data_root_path)
+    exports = Exports(
+        ledger, datasets=datasets, engine=RegoEngine(), regions=regions, sources=files
     )
-    runners = {runner.name: runner}
+    metrics = Metrics()
+    keys = KeyStore(settings.var_path / "keys")
+    checkpoints = LedgerCheckpoints(ledger.chained, keys, origin=settings.origin)
+    pipeline = ExportPipeline(
+        exports=exports,
+        transformer=DlpTransformer(workers=settings.dlp_workers),
+        sources=files,
+        secrets=FileSecrets(settings.var_path / "tokenization-secret"),
+        signer=keys,
+        checkpoints=checkpoints,
+        out_dir=settings.var_path / "exports",
+    )
+
+    def runner(projection: Any) -> BatchRunner:
+        return BatchRunner(
+            projection=projection,
+            recorder=ledger.recorder,
+            mapper=datasets.mapper,
+            batch_size=settings.projection_batch,
+            poll_interval=settings.projection_poll_s,
+            on_batch=metrics.projected,
+        )
+
+    catalog = catalog_view(ledger)
+    exports_view = _view(ledger, SQLiteExportsView, PostgresExportsView)
+    runners = {
+        "catalog": runner(CatalogProjection(view=catalog)),
+        "exports": runner(ExportsProjection(view=exports_view)),
+    }
     lineage = None
     if settings.neo4j_uri:
         from adapters.lineage_neo4j import connect  # noqa: PLC0415 - optional
@@ -118,14 +177,7 @@ def build_services(settings: Settings) -> Services:
             settings.neo4j_password,
             settings.neo4j_database,
         )
-        runners["lineage"] = BatchRunner(
-            projection=LineageProjection(view=lineage),
-            recorder=ledger.recorder,
-            mapper=datasets.mapper,
-            batch_size=settings.projection_batch,
-            poll_interval=settings.projection_poll_s,
-            on_batch=metrics.projected,
-        )
+        runners["lineage"] = runner(LineageProjection(view=lineage))
     ledger.chained.add_listener(metrics.committed)
     for each in runners.values():
         ledger.chained.add_listener(each.wake)
@@ -134,9 +186,14 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         ledger=ledger,
         datasets=datasets,
-        catalog=view,
-        queries=CatalogQueries(view, LocalDataFiles(settings.data_root_path)),
+        exports=exports,
+        catalog=catalog,
+        exports_view=exports_view,
+        queries=CatalogQueries(catalog, files),
         runners=runners,
         metrics=metrics,
+        keys=keys,
+        checkpoints=checkpoints,
+        worker=ExportWorker(pipeline, metrics),
         lineage=lineage,
     )

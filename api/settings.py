@@ -45,6 +45,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     coverage_interval_s: float = 60.0
     """How often the coverage gauge is refreshed."""
     pool_size: int = 8
+    origin: str = "conductor"
+    """The log's name in signed checkpoints."""
+    checkpoint_interval_s: float = 30.0
+    """A new checkpoint is signed when the log has grown and the last one is
+    this old..."""
+    checkpoint_every_events: int = 1000
+    """...or as soon as this many events arrived since the last one."""
+    dlp_workers: int = min(2, os.cpu_count() or 1)
+    """Processes one export's DLP step may use (for files above 4 MiB)."""
     threads: int = 32
     """Threads running the (synchronous) handlers; asyncio's default is
     min(32, cores + 4), which caps commands in flight, and so group commits."""

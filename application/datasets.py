@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from application.base import CommandResult, IdempotencyKey, LedgerApplication
 from domain.dataset import Dataset
@@ -163,6 +163,18 @@ class Datasets(LedgerApplication):
         if not isinstance(dataset, Dataset) or dataset.tenant != tenant:
             raise DatasetNotFoundError(dataset_id)
         return dataset
+
+    def dataset_at_head(self, *, tenant: str, dataset_id: UUID) -> tuple[Dataset, int]:
+        """The dataset and the log position of its latest event, from one read."""
+        entries = self.event_log.entries_for(dataset_id)
+        dataset: Any = None
+        for e in entries:
+            stored = StoredEvent(e.originator_id, e.version, e.topic, e.state)
+            event: Any = self.mapper.to_domain_event(stored)
+            dataset = event.mutate(dataset)
+        if not isinstance(dataset, Dataset) or dataset.tenant != tenant:
+            raise DatasetNotFoundError(dataset_id)
+        return dataset, entries[-1].position
 
     def dataset_history(self, *, tenant: str, dataset_id: UUID) -> Sequence[LogEntry]:
         """The dataset's events with their chain hashes, oldest first."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +17,10 @@ import rfc8785
 from eventsourcing.persistence import IntegrityError
 
 from application.base import CommandResult, IdempotencyKey, LedgerApplication
+from application.ports import TransformRefusedError
 from domain.errors import FieldViolation, NotFoundError, ValidationError
 from domain.export import Export, export_input
+from domain.keys import SigningKeyRing
 from domain.policy import EXPORT_POLICY, Policy, PolicyBinding
 
 if TYPE_CHECKING:
@@ -25,7 +28,14 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from application.datasets import Datasets
-    from application.ports import EventLog, PolicyEngine
+    from application.ports import (
+        EventLog,
+        LogEntry,
+        PolicyEngine,
+        Signer,
+        SourceFiles,
+    )
+    from domain.dataset import Dataset
 
 DEFAULT_MODULE = "export.rego"
 
@@ -73,6 +83,9 @@ class ExportDecision:
     replayed: bool = False
 
 
+POLICY_CACHE = 256
+
+
 class Exports(LedgerApplication):
     """Policy publication and export requests, decisions and their outcome."""
 
@@ -85,11 +98,15 @@ class Exports(LedgerApplication):
         datasets: Datasets,
         engine: PolicyEngine,
         regions: frozenset[str],
+        sources: SourceFiles,
     ) -> None:
         super().__init__(log)
         self.datasets = datasets
         self.engine = engine
         self.regions = regions
+        self.sources = sources
+        self._policies: dict[str, tuple[Policy, int]] = {}
+        """Published policies by digest, with their log position (immutable)."""
 
     # -- policies ---------------------------------------------------------------
 
@@ -129,10 +146,20 @@ class Exports(LedgerApplication):
         )
 
     def get_policy(self, digest: str) -> Policy:
+        """A published policy (immutable: its id is its digest, so it is cached)."""
+        cached = self._policies.get(digest)
+        if cached is not None:
+            return cached[0]
         policy = self._load(Policy.create_id(digest))
         if not isinstance(policy, Policy):
             raise PolicyNotFoundError(digest)
+        self._cache_policy(policy, self.policy_position(digest))
         return policy
+
+    def _cache_policy(self, policy: Policy, position: int) -> None:
+        if len(self._policies) >= POLICY_CACHE:
+            self._policies.clear()
+        self._policies[policy.digest] = (policy, position)
 
     def active_policy(self, tenant: str) -> Policy:
         """The tenant's bound export policy; the built-in one until they publish."""
@@ -146,6 +173,9 @@ class Exports(LedgerApplication):
 
     def policy_position(self, digest: str) -> int:
         """Where the policy's publication sits in the log."""
+        cached = self._policies.get(digest)
+        if cached is not None:
+            return cached[1]
         entries = self.event_log.entries_for(Policy.create_id(digest))
         if not entries:
             raise PolicyNotFoundError(digest)
@@ -168,8 +198,10 @@ class Exports(LedgerApplication):
         if (replayed := self._replay(tenant, idempotency)) is not None:
             export = self.get_export(tenant=tenant, export_id=replayed.id)
             return self._decision_of(export, replayed.position, replayed=True)
-        dataset = self.datasets.get_dataset(tenant=tenant, dataset_id=dataset_id)
-        dataset_position = self.datasets.last_position(dataset.id) or 0
+        dataset, dataset_position = self.datasets.dataset_at_head(
+            tenant=tenant, dataset_id=dataset_id
+        )
+        self._check_source(tenant, dataset)
         policy = self.active_policy(tenant)
         export = Export.request(
             tenant=tenant,
@@ -201,17 +233,129 @@ class Exports(LedgerApplication):
         committed = self._commit(tenant, idempotency, result, export)
         return self._decision_of(export, committed.position)
 
+    def _check_source(self, tenant: str, dataset: Dataset) -> None:
+        """The dataset's file must be there and inside the data root (else 422)."""
+        try:
+            self.sources.resolve(tenant, dataset.location)
+        except TransformRefusedError as refusal:
+            raise ValidationError(
+                [
+                    FieldViolation(
+                        "datasetId",
+                        refusal.reason.replace("_", "-"),
+                        f"the dataset's location: {refusal.detail}",
+                    )
+                ]
+            ) from None
+
     def get_export(self, *, tenant: str, export_id: UUID) -> Export:
         export = self._load(export_id)
         if not isinstance(export, Export) or export.tenant != tenant:
             raise ExportNotFoundError(export_id)
         return export
 
-    def export_events(self, export_id: UUID) -> list[tuple[int, str, str]]:
-        """(position, topic, hash) of the export's events, in order."""
-        return [
-            (e.position, e.topic, e.hash) for e in self.event_log.entries_for(export_id)
+    def load_export(self, export_id: UUID) -> Export:
+        """Any tenant's export (for the pipeline, which runs for all of them)."""
+        export = self._load(export_id)
+        if not isinstance(export, Export):
+            raise ExportNotFoundError(export_id)
+        return export
+
+    def dataset_in_force(self, export: Export) -> Dataset:
+        """The dataset as it was when the export was decided."""
+        dataset: Dataset = self.repository.get(
+            export.dataset_id, version=export.dataset_version
+        )
+        return dataset
+
+    def record_delivery(
+        self,
+        export_id: UUID,
+        *,
+        file_name: str,
+        content_sha256: str,
+        size: int,
+        rows: int,
+        transforms: Sequence[tuple[str, str, int]],
+    ) -> None:
+        export = self.load_export(export_id)
+        export.deliver(
+            file_name=file_name,
+            content_sha256=content_sha256,
+            size=size,
+            rows=rows,
+            transforms=transforms,
+        )
+        self.save(export)
+
+    def record_failure(
+        self, export_id: UUID, *, stage: str, reason: str, detail: str = ""
+    ) -> None:
+        export = self.load_export(export_id)
+        export.fail(stage=stage, reason=reason, detail=detail)
+        self.save(export)
+
+    def record_proof(
+        self,
+        export_id: UUID,
+        *,
+        manifest_sha256: str,
+        key_id: str,
+        checkpoint_size: int,
+    ) -> None:
+        export = self.load_export(export_id)
+        export.issue_proof(
+            manifest_sha256=manifest_sha256,
+            key_id=key_id,
+            checkpoint_size=checkpoint_size,
+        )
+        self.save(export)
+
+    def record_signing_key(self, signer: Signer) -> None:
+        """Put the active public key in the log (once), before it signs anything."""
+        ring = self._load(SigningKeyRing.create_id())
+        if not isinstance(ring, SigningKeyRing):
+            ring = SigningKeyRing()
+        key_id = signer.active_key_id()
+        added = ring.add(
+            key_id=key_id,
+            public_key_pem=signer.public_keys()[key_id],
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        if added:
+            try:
+                self.save(ring)
+            except IntegrityError:
+                self.record_signing_key(signer)  # another process added one first
+
+    def authorizing_events(self, export: Export) -> list[dict[str, Any]]:
+        """[{role, position, hash}] of what authorized the export, in log order."""
+        found = [
+            (
+                "dataset",
+                self._entry(export.dataset_id, position=export.dataset_position),
+            ),
+            (
+                "policy",
+                self._entry(Policy.create_id(export.policy_digest), topic=".Published"),
+            ),
+            ("request", self._entry(export.id, topic=".Requested")),
+            ("decision", self._entry(export.id, topic=".Decided")),
         ]
+        return [
+            {"role": role, "position": entry.position, "hash": entry.hash}
+            for role, entry in sorted(found, key=lambda pair: pair[1].position)
+        ]
+
+    def _entry(
+        self, aggregate_id: UUID, *, position: int | None = None, topic: str = ""
+    ) -> LogEntry:
+        for entry in self.event_log.entries_for(aggregate_id):
+            at = position is None or entry.position == position
+            if at and entry.topic.endswith(topic):
+                return entry
+        msg = f"no event {topic or position} of {aggregate_id} in the log"
+        raise LookupError(msg)
 
     @staticmethod
     def _decision_of(

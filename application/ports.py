@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
     from uuid import UUID
 
     from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
@@ -104,3 +105,88 @@ class PolicyEngine(Protocol):
         document: Mapping[str, Any],
     ) -> Verdict:
         """The decision for ``document`` (fail closed on anything undefined)."""
+
+
+class Signer(Protocol):
+    """Signs payloads into DSSE envelopes with the active key."""
+
+    def sign(self, payload_type: str, payload: bytes) -> dict[str, Any]:
+        """A DSSE envelope over ``payload``."""
+
+    def active_key_id(self) -> str:
+        """The key id new envelopes are signed with."""
+
+    def public_keys(self) -> dict[str, str]:
+        """key id -> PEM public key, for every key ever used."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransformReport:
+    """What the DLP step wrote: counts and the digest of the output file."""
+
+    rows: int
+    bytes: int
+    sha256: str
+    transforms: tuple[tuple[str, str, int], ...]
+    """(column, action, count) triples."""
+
+
+class TransformRefusedError(Exception):
+    """The DLP step refused (fail closed); nothing is delivered."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class Transformer(Protocol):
+    """Streams a dataset's records through a DLP preset into the export file."""
+
+    def transform(
+        self,
+        source: Path,
+        destination: Path,
+        *,
+        columns: Mapping[str, str],
+        preset: str,
+        key: bytes,
+        context: str,
+        progress: Callable[[int, int], None],
+    ) -> TransformReport:
+        """Write ``destination``; raise TransformRefusedError to fail closed."""
+
+
+class SourceFiles(Protocol):
+    """Where a tenant's dataset locations resolve to."""
+
+    def resolve(self, tenant: str, location: str) -> Path:
+        """The file, refusing (TransformRefusedError) paths outside the data root."""
+
+
+class TenantSecrets(Protocol):
+    """Per-tenant keys for deterministic tokens."""
+
+    def tokenization_key(self, tenant: str) -> bytes:
+        """At least 32 bytes, stable for the tenant, unrelated across tenants."""
+
+
+class SignedCheckpoint(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def last_position(self) -> int: ...
+    @property
+    def envelope(self) -> dict[str, Any]: ...
+
+
+class Checkpoints(Protocol):
+    """Signed checkpoints of the log and inclusion proofs against them."""
+
+    def covering(self, position: int) -> SignedCheckpoint:
+        """A signed checkpoint whose tree includes ``position``."""
+
+    def inclusion(self, position: int, size: int) -> dict[str, Any]:
+        """{position, leafIndex, treeSize, proof} for the event at ``position``."""

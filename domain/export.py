@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from domain.dataset import Dataset
 
 PRESETS = ("tokenize_strict", "mask", "redact", "none")
+PROOF_TYPE = "application/vnd.conductor.export-proof+json"
+PROOF_FILE = "proof.dsse.json"
+"""Each finished export is a directory holding the exported file and this."""
 
 
 class ExportStateError(ConflictError):
@@ -136,6 +139,7 @@ class Export(Aggregate):
         self.bytes = 0
         self.rows = 0
         self.failure = ""
+        self.failure_detail = ""
 
     @classmethod
     def request(
@@ -264,8 +268,8 @@ class Export(Aggregate):
 
     @event(Failed)
     def _fail(self, *, stage: str, reason: str, detail: str) -> None:
-        del detail
         self.failure = f"{stage}:{reason}"
+        self.failure_detail = detail
         self.status = "failed"
 
     def issue_proof(

@@ -16,18 +16,34 @@ required_dataset := {"license", "purposes", "region", "status", "contract_status
 
 required_request := {"purpose", "preset", "destination_region"}
 
-deny contains "missing_input" if not input.dataset
+# Not an object (absent, null, a string...) is missing: every rule below
+# reads fields of these two, and an undefined read must never allow.
+deny contains "missing_input" if not is_object(input.dataset)
 
-deny contains "missing_input" if not input.request
+deny contains "missing_input" if not is_object(input.request)
 
-deny contains sprintf("missing_field:dataset.%s", [f]) if {
-	some f in required_dataset
-	not f in object.keys(object.get(input, "dataset", {}))
+# Key sets computed once, then one set difference per part (a per-field
+# object.keys() made these two rules half the evaluation time).
+dataset_keys := object.keys(input.dataset)
+
+request_keys := object.keys(input.request)
+
+deny contains concat("", ["missing_field:dataset.", f]) if {
+	some f in required_dataset - dataset_keys
 }
 
-deny contains sprintf("missing_field:request.%s", [f]) if {
+deny contains concat("", ["missing_field:dataset.", f]) if {
+	not is_object(input.dataset)
+	some f in required_dataset
+}
+
+deny contains concat("", ["missing_field:request.", f]) if {
+	some f in required_request - request_keys
+}
+
+deny contains concat("", ["missing_field:request.", f]) if {
+	not is_object(input.request)
 	some f in required_request
-	not f in object.keys(object.get(input, "request", {}))
 }
 
 deny contains "license_embargoed" if input.dataset.license == "Embargoed"

@@ -7,8 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from api.jobs import purge_idempotency_keys, refresh_coverage, scheduler
+import msgspec
+
+from api.jobs import (
+    purge_idempotency_keys,
+    refresh_coverage,
+    scheduler,
+    sign_checkpoint,
+)
 from application.base import IdempotencyKey
+from domain.keys import SigningKeyRing
 from domain.values import DatasetSpec
 from tests.conftest import bearer, dataset_body
 
@@ -67,8 +75,46 @@ def test_purge_forgets_only_expired_idempotency_keys(client: TestClient[Any]) ->
     assert services.ledger.find_idempotency("acme", "new") is not None
 
 
-def test_the_scheduler_carries_both_jobs(client: TestClient[Any]) -> None:
-    """serve starts coverage refresh and key purging on intervals."""
+def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
+    """serve refreshes coverage, purges keys and signs checkpoints on intervals."""
     services = client.app.dependencies["services"].dependency()
     jobs = scheduler(services)
-    assert {job.id for job in jobs.get_jobs()} == {"coverage", "idempotency"}
+    assert {job.id for job in jobs.get_jobs()} == {
+        "coverage",
+        "idempotency",
+        "checkpoint",
+    }
+
+
+def test_a_checkpoint_is_signed_after_n_events_or_t_seconds(
+    client: TestClient[Any], settings: Any
+) -> None:
+    """Few new events and a fresh checkpoint: nothing; N events, or T later: signed."""
+    services = client.app.state.services
+    services.settings = msgspec.structs.replace(
+        settings, checkpoint_every_events=3, checkpoint_interval_s=3600.0
+    )
+    auth = bearer("acme")
+    assert client.post("/v1/datasets", json=dataset_body("a"), headers=auth).is_success
+    sign_checkpoint(services)  # none yet: the first one is signed at once
+    first = services.checkpoints.latest()
+    assert first is not None
+    assert first.size == services.checkpoints.sync()
+    assert client.post("/v1/datasets", json=dataset_body("b"), headers=auth).is_success
+    sign_checkpoint(services)
+    assert services.checkpoints.latest().size == first.size  # 1 new event < 3
+    for name in ("c", "d"):
+        assert client.post(
+            "/v1/datasets", json=dataset_body(name), headers=auth
+        ).is_success
+    sign_checkpoint(services)
+    second = services.checkpoints.latest()
+    assert second.size == services.checkpoints.sync() > first.size
+    assert client.post("/v1/datasets", json=dataset_body("e"), headers=auth).is_success
+    services.settings = msgspec.structs.replace(
+        settings, checkpoint_every_events=1000, checkpoint_interval_s=0.0
+    )
+    sign_checkpoint(services)  # 1 new event, but the last checkpoint is old enough
+    assert services.checkpoints.latest().size == second.size + 1
+    keys = services.exports._load(SigningKeyRing.create_id())  # noqa: SLF001
+    assert services.keys.active_key_id() in keys.keys  # recorded before signing

@@ -1,0 +1,246 @@
+"""The exports read model on SQLite and PostgreSQL (plain SQL both speak)."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import msgspec
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+
+from adapters.pg_schema import schema_lock
+from adapters.sqlite_writer import SQLiteWriter
+from projections.exports import ExportRow, ExportsView
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from contextlib import AbstractContextManager
+
+    from eventsourcing.persistence import Tracking
+
+COLUMNS = (
+    "id", "tenant", "dataset_id", "dataset_version", "status", "preset", "purpose",
+    "destination_region", "requester", "allow", "reasons", "policy_digest",
+    "input_digest", "content_sha256", "rows", "bytes", "manifest_sha256", "key_id",
+    "failure", "created_at", "updated_at", "position",
+)  # fmt: skip
+INTEGERS = {"dataset_version", "allow", "rows", "bytes", "position"}
+TABLE = (
+    "CREATE TABLE IF NOT EXISTS exports_view ("
+    + ", ".join(
+        f"{c} {'BIGINT' if c in INTEGERS else 'TEXT'} NOT NULL"
+        + (" PRIMARY KEY" if c == "id" else "")
+        for c in COLUMNS
+    )
+    + ")"
+)
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS exports_by_tenant "
+    "ON exports_view (tenant, created_at, id)",
+    "CREATE INDEX IF NOT EXISTS exports_by_status ON exports_view (status)",
+)
+
+
+def _params(row: ExportRow) -> tuple[Any, ...]:
+    return (
+        str(row.id),
+        row.tenant,
+        str(row.dataset_id),
+        row.dataset_version,
+        row.status,
+        row.preset,
+        row.purpose,
+        row.destination_region,
+        row.requester,
+        int(row.allow),
+        msgspec.json.encode(row.reasons).decode(),
+        row.policy_digest,
+        row.input_digest,
+        row.content_sha256,
+        row.rows,
+        row.bytes,
+        row.manifest_sha256,
+        row.key_id,
+        row.failure,
+        row.created_at.isoformat(),
+        row.updated_at.isoformat(),
+        row.position,
+    )
+
+
+def _row(record: Any) -> ExportRow:
+    return ExportRow(
+        id=UUID(record["id"]),
+        tenant=record["tenant"],
+        dataset_id=UUID(record["dataset_id"]),
+        dataset_version=int(record["dataset_version"]),
+        status=record["status"],
+        preset=record["preset"],
+        purpose=record["purpose"],
+        destination_region=record["destination_region"],
+        requester=record["requester"],
+        allow=bool(record["allow"]),
+        reasons=tuple(msgspec.json.decode(record["reasons"])),
+        policy_digest=record["policy_digest"],
+        input_digest=record["input_digest"],
+        content_sha256=record["content_sha256"],
+        rows=int(record["rows"]),
+        bytes=int(record["bytes"]),
+        manifest_sha256=record["manifest_sha256"],
+        key_id=record["key_id"],
+        failure=record["failure"],
+        created_at=datetime.fromisoformat(record["created_at"]),
+        updated_at=datetime.fromisoformat(record["updated_at"]),
+        position=int(record["position"]),
+    )
+
+
+class _ExportsSQL(ExportsView):
+    """The queries; subclasses say how to read, write and spell a parameter."""
+
+    mark = "?"
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Any]:
+        """A read-only transaction yielding a cursor."""
+
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[Any]:
+        """A write transaction yielding a cursor."""
+
+    def _sql(self, text: str) -> str:
+        return text.replace("?", self.mark)
+
+    def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, ExportRow]:
+        marks = ",".join("?" * len(ids))
+        with self._reading() as c:
+            c.execute(
+                self._sql(f"SELECT * FROM exports_view WHERE id IN ({marks})"),
+                [str(i) for i in ids],
+            )
+            return {r.id: r for r in map(_row, c.fetchall())}
+
+    def write_batch(self, rows: Sequence[ExportRow], tracking: Tracking) -> None:
+        upsert = self._sql(
+            f"INSERT INTO exports_view ({', '.join(COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
+        )
+        with self._writing() as c:
+            if rows:
+                c.executemany(upsert, [_params(r) for r in rows])
+            self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
+
+    def list_exports(
+        self,
+        tenant: str,
+        *,
+        status: str | None,
+        dataset_id: UUID | None,
+        after: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ExportRow]:
+        where, args = ["tenant = ?"], [tenant]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if dataset_id is not None:
+            where.append("dataset_id = ?")
+            args.append(str(dataset_id))
+        if after is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            args += [after[0], after[0], after[1]]
+        with self._reading() as c:
+            c.execute(
+                self._sql(
+                    f"SELECT * FROM exports_view WHERE {' AND '.join(where)} "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?"
+                ),
+                [*args, limit],
+            )
+            return [_row(r) for r in c.fetchall()]
+
+    def pending(self) -> list[ExportRow]:
+        with self._reading() as c:
+            c.execute("SELECT * FROM exports_view WHERE status = 'allowed'")
+            return [_row(r) for r in c.fetchall()]
+
+    def _drop_rows(self, c: Any, tracking_table: str) -> None:
+        c.execute("DELETE FROM exports_view")
+        c.execute(
+            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
+            ("__migration__",),
+        )
+
+
+class SQLiteExportsView(_ExportsSQL, SQLiteTrackingRecorder):
+    """Exports read model in the event log's SQLite file."""
+
+    tracking_table = "exports_tracking"
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.writer = SQLiteWriter(datastore, synchronous="NORMAL")
+        t = self.tracking_table
+        self.insert_tracking_statement = self.insert_tracking_statement.replace(
+            "INSERT INTO tracking", f"INSERT INTO {t}"
+        ).replace("WHERE tracking.", f"WHERE {t}.")
+        self.select_max_tracking_id_statement = (
+            self.select_max_tracking_id_statement.replace("FROM tracking", f"FROM {t}")
+        )
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *(
+                s.replace("EXISTS tracking (", f"EXISTS {self.tracking_table} (")
+                for s in super().construct_create_table_statements()
+            ),
+            TABLE,
+            *INDEXES,
+        ]
+
+    def _reading(self) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=False)
+
+    def _writing(self) -> AbstractContextManager[Any]:
+        return self.writer.transaction()
+
+    def reset(self) -> None:
+        with self.writer.transaction() as c:
+            self._drop_rows(c, self.tracking_table)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class PostgresExportsView(_ExportsSQL, PostgresTrackingRecorder):
+    """Exports read model in the event log's PostgreSQL database."""
+
+    mark = "%s"
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        kwargs["tracking_table_name"] = "exports_tracking"
+        super().__init__(datastore, **kwargs)
+        from psycopg.sql import SQL  # noqa: PLC0415
+
+        self.sql_create_statements += [
+            SQL(TABLE).format(),
+            *(SQL(i).format() for i in INDEXES),
+        ]
+
+    def create_table(self) -> None:
+        with schema_lock(self.datastore):
+            super().create_table()
+
+    def _reading(self) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=False)
+
+    def _writing(self) -> AbstractContextManager[Any]:
+        return self.datastore.transaction(commit=True)
+
+    def reset(self) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            self._drop_rows(c, self.tracking_table_name)

@@ -1,0 +1,296 @@
+"""`conductor keys|verify|audit|export`: signing keys and the auditor's tools."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from api.progress import Progress
+
+if TYPE_CHECKING:
+    import argparse
+
+    from api.settings import Settings
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.signer import KeyStore  # noqa: PLC0415
+
+    store = KeyStore(settings.var_path / "keys")
+    if args.action == "rotate":
+        from api.services import build_services  # noqa: PLC0415
+
+        key_id = store.rotate()
+        services = build_services(settings)
+        try:
+            services.exports.record_signing_key(store)  # the log carries every key
+        finally:
+            services.close()
+        print(f"new active key {key_id} (recorded in the log; old keys still verify)")
+        return 0
+    keys = store.keys()
+    print(json.dumps({k.keyid: k.public_key_pem for k in keys}, indent=2))
+    return 0
+
+
+def _load_keys(settings: Settings, path: str | None) -> dict[str, str]:
+    """Public keys from --keys, else this machine's key store.
+
+    --keys takes GET /v1/keys's body, a {keyid: PEM} object, or an exported
+    log (the keys its chain-checked SigningKeyRing events record).
+    """
+    if path is None:
+        from adapters.signer import KeyStore  # noqa: PLC0415
+
+        return KeyStore(settings.var_path / "keys").public_keys()
+    text = Path(path).read_text(encoding="utf-8")
+    if text.startswith('{"format"'):
+        return _log_keys(text)
+    data: Any = json.loads(text)
+    if isinstance(data, dict) and isinstance(data.get("keys"), list):
+        return {k["keyid"]: k["publicKeyPem"] for k in data["keys"]}
+    if isinstance(data, dict):
+        return {str(k): str(v) for k, v in data.items()}
+    msg = f"{path}: not a key file"
+    raise ValueError(msg)
+
+
+def _log_keys(text: str) -> dict[str, str]:
+    from adapters.audit import Replayer, check_chain, read_log  # noqa: PLC0415
+    from adapters.rego import RegoEngine  # noqa: PLC0415
+
+    records = list(read_log(text.splitlines()))
+    _, broken = check_chain(records)
+    if broken is not None:
+        msg = f"the log's chain is broken, its keys cannot be trusted: {broken}"
+        raise ValueError(msg)
+    return Replayer(records, RegoEngine()).public_keys()
+
+
+def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.proof_check import verify_bundle  # noqa: PLC0415
+
+    try:
+        keys = _load_keys(settings, args.keys)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"conductor verify: cannot read keys: {error}", file=sys.stderr)
+        return 2
+    checked: dict[str, list[str]] = {}  # checkpoints shared between bundles
+    started, bad = time.perf_counter(), 0
+    for bundle in args.bundle:
+        failures = verify_bundle(Path(bundle), keys, checked)
+        prefix = f"{bundle}: " if len(args.bundle) > 1 else ""
+        for line in failures:
+            print(prefix + line)
+        if failures:
+            bad += 1
+        elif len(args.bundle) == 1:
+            print(
+                f"ok: {bundle} verifies (signature, manifest, file digest, "
+                "inclusion of every authorizing event under a signed checkpoint)"
+            )
+    if len(args.bundle) > 1:
+        elapsed = time.perf_counter() - started
+        rate = len(args.bundle) / elapsed if elapsed else float("inf")
+        print(
+            f"{len(args.bundle) - bad:,} of {len(args.bundle):,} bundles verify "
+            f"({rate:,.0f} bundles/s)"
+        )
+    return 1 if bad else 0
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "export-log":
+        return _export_log(settings, Path(args.out))
+    return _replay(args)
+
+
+def _export_log(settings: Settings, out: Path) -> int:
+    from adapters.audit import write_log  # noqa: PLC0415
+    from adapters.ledger.store import open_ledger  # noqa: PLC0415
+
+    ledger = open_ledger(settings.resolved_database_url, pool_size=2)
+    try:
+        total = ledger.head().events
+        progress = Progress("exported", total)
+
+        def pages() -> Any:
+            after, done = 0, 0
+            while entries := ledger.entries(after=after, limit=10_000):
+                yield from entries
+                after, done = entries[-1].position, done + len(entries)
+                progress.update(done)
+
+        with out.open("w", encoding="utf-8") as handle:
+            written = write_log(pages(), handle)
+        progress.finish(written)
+    finally:
+        ledger.close()
+    print(f"wrote {written:,} events to {out}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from adapters.audit import Replayer, check_chain, read_log  # noqa: PLC0415
+    from adapters.rego import RegoEngine  # noqa: PLC0415
+
+    started = time.perf_counter()
+    with Path(args.log).open(encoding="utf-8") as handle:
+        try:
+            records = list(read_log(handle))
+        except ValueError as error:
+            print(f"conductor audit replay: {error}", file=sys.stderr)
+            return 2
+    # With --json, stdout is JSON Lines only; the human lines go to stderr.
+    say = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    checked, broken = check_chain(records)
+    if broken is not None:
+        if args.json:
+            print(json.dumps({"chain": "broken", "detail": broken, "checked": checked}))
+        say(f"chain broken: {broken} ({checked:,} events verified before it)")
+        return 1
+    say(f"chain ok: {checked:,} events")
+    replayer = Replayer(records, RegoEngine())
+    ids = replayer.export_ids() if args.all else [UUID(args.export)]
+    bad = 0
+    for export_id in ids:
+        try:
+            result = replayer.replay(export_id)
+        except LookupError as error:
+            say(f"{export_id}: {error}")
+            bad += 1
+            continue
+        bad += not result.matches
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "exportId": str(export_id),
+                        "dataset": result.dataset,
+                        "policyDigest": result.policy_digest,
+                        "input": result.input,
+                        "inputDigest": result.input_digest,
+                        "allow": result.allow,
+                        "reasons": list(result.reasons),
+                        "matches": result.matches,
+                        "mismatches": list(result.mismatches),
+                    },
+                    sort_keys=True,
+                )
+            )
+        else:
+            verdict = "allow" if result.allow else "deny " + ",".join(result.reasons)
+            state = (
+                "matches"
+                if result.matches
+                else "MISMATCH: " + "; ".join(result.mismatches)
+            )
+            print(
+                f"{export_id} dataset {result.dataset} policy "
+                f"{result.policy_digest[:12]} input {result.input_digest[:12]} "
+                f"-> {verdict}: {state}"
+            )
+    seconds = time.perf_counter() - started
+    say(
+        f"replayed {len(ids):,} decision(s) in {seconds:.2f}s "
+        f"({len(ids) / seconds if seconds else 0:,.0f}/s); {bad} mismatch(es)"
+    )
+    return 1 if bad else 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Request a governed export and run it here, with a progress line."""
+    from api.services import build_services  # noqa: PLC0415
+    from domain.errors import DomainError  # noqa: PLC0415
+
+    services = build_services(settings)
+    try:
+        try:
+            decision = services.exports.request_export(
+                tenant=args.tenant,
+                dataset_id=UUID(args.dataset),
+                preset=args.preset,
+                purpose=args.purpose,
+                destination_region=args.destination,
+                requester=args.requester,
+            )
+        except DomainError as error:
+            print(f"conductor export run: {error}", file=sys.stderr)
+            return 2
+        if not decision.allow:
+            print(
+                f"denied by policy {decision.policy_digest[:12]}: "
+                f"{', '.join(decision.reasons)} (export {decision.export_id}, recorded)"
+            )
+            return 1
+        progress = Progress("exported rows")
+        status = services.worker.pipeline.run(
+            decision.export_id, lambda rows, _size: progress.update(rows)
+        )
+        export = services.exports.load_export(decision.export_id)
+        progress.finish(export.rows)
+        where = services.worker.pipeline.directory(decision.export_id)
+        if status != "proven":
+            print(f"export {decision.export_id} {status}: {export.failure}")
+            return 1
+        print(
+            f"export {decision.export_id} proven: {export.rows:,} rows, "
+            f"{export.bytes:,} bytes, sha256 {export.content_sha256}\n"
+            f"bundle: {where} (check it with: conductor verify {where})"
+        )
+        return 0
+    finally:
+        services.close()
+
+
+def add_commands(sub: Any) -> None:
+    """Register the subcommands on the `conductor` parser."""
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(
+        dest="action", required=True
+    )
+    keys.add_parser("rotate", help="add a key and make it active").set_defaults(
+        func=cmd_keys
+    )
+    keys.add_parser("list", help="print public keys as JSON").set_defaults(
+        func=cmd_keys
+    )
+
+    verify = sub.add_parser("verify", help="check export proof bundles offline")
+    verify.add_argument(
+        "bundle", nargs="+", help="export directories (file + proof.dsse.json)"
+    )
+    verify.add_argument("--keys", help="public keys: GET /v1/keys output or keyid->PEM")
+    verify.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser("audit", help="the auditor's tools").add_subparsers(
+        dest="action", required=True
+    )
+    export_log = audit.add_parser(
+        "export-log", help="write the whole log as JSON Lines"
+    )
+    export_log.add_argument("--out", required=True)
+    export_log.set_defaults(func=cmd_audit)
+    replay = audit.add_parser("replay", help="re-run export decisions from a log file")
+    replay.add_argument("--log", required=True)
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--export", help="one export id")
+    which.add_argument("--all", action="store_true", help="every export in the log")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(func=cmd_audit)
+
+    export = (
+        sub.add_parser("export", help="governed exports")
+        .add_subparsers(dest="action", required=True)
+        .add_parser("run", help="request an export and run it here, with progress")
+    )
+    export.add_argument("--tenant", required=True)
+    export.add_argument("--dataset", required=True, help="dataset id")
+    export.add_argument("--preset", default="tokenize_strict")
+    export.add_argument("--purpose", required=True)
+    export.add_argument("--destination", required=True, help="destination region")
+    export.add_argument("--requester", default="cli")
+    export.set_defaults(func=cmd_export)

@@ -1,0 +1,328 @@
+"""/v1/policies and /v1/exports: the governed export gate."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any
+from uuid import UUID
+
+import structlog
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from api.auth import requires
+from api.problems import Problem
+from api.requests import idempotency, principal, read_model
+from api.schemas import (
+    DecisionOut,
+    DeliveryOut,
+    ExportCreate,
+    ExportOut,
+    ExportPage,
+    PolicyCreate,
+    PolicyModuleOut,
+    PolicyOut,
+    PolicyPublished,
+    ProgressOut,
+)
+from api.services import Services
+from domain.export import PROOF_FILE, Export
+from projections.exports import ExportRow
+
+log = structlog.get_logger("conductor.exports")
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+
+
+def export_out(export: Export, services: Services) -> ExportOut:
+    """The write model's view of one export (with live progress if it runs here)."""
+    decided = export.status != "requested"
+    progress = services.export_progress(export.id)
+    return ExportOut(
+        id=export.id,
+        dataset_id=export.dataset_id,
+        dataset_version=export.dataset_version,
+        status=export.status,
+        preset=export.preset,
+        purpose=export.purpose,
+        destination_region=export.destination_region,
+        requester=export.requester,
+        decision=DecisionOut(
+            allow=export.allow,
+            reasons=list(export.reasons),
+            policy_digest=export.policy_digest,
+            input_digest=export.input_digest,
+        )
+        if decided
+        else None,
+        delivery=DeliveryOut(
+            file=export.file_name,
+            content_sha256=export.content_sha256,
+            bytes=export.bytes,
+            rows=export.rows,
+        )
+        if export.file_name
+        else None,
+        progress=ProgressOut(rows=progress[0], bytes=progress[1]) if progress else None,
+        failure=export.failure or None,
+        failure_detail=export.failure_detail or None,
+        proof=f"/v1/exports/{export.id}/proof" if export.status == "proven" else None,
+    )
+
+
+def row_out(row: ExportRow) -> ExportOut:
+    return ExportOut(
+        id=row.id,
+        dataset_id=row.dataset_id,
+        dataset_version=row.dataset_version,
+        status=row.status,
+        preset=row.preset,
+        purpose=row.purpose,
+        destination_region=row.destination_region,
+        requester=row.requester,
+        decision=DecisionOut(
+            allow=row.allow,
+            reasons=list(row.reasons),
+            policy_digest=row.policy_digest,
+            input_digest=row.input_digest,
+        )
+        if row.status != "requested"
+        else None,
+        delivery=DeliveryOut(
+            file="",
+            content_sha256=row.content_sha256,
+            bytes=row.bytes,
+            rows=row.rows,
+        )
+        if row.content_sha256
+        else None,
+        failure=row.failure or None,
+        proof=f"/v1/exports/{row.id}/proof" if row.status == "proven" else None,
+        position=row.position,
+    )
+
+
+def _cursor(row: ExportRow) -> str:
+    raw = json.dumps([row.created_at.isoformat(), str(row.id)])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[str, str]:
+    try:
+        created, export_id = json.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        )
+        UUID(export_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise Problem(
+            400,
+            "the 'after' cursor is not one this listing returned",
+            errors=[
+                {
+                    "field": "after",
+                    "rule": "cursor",
+                    "message": "pass the 'next' value of the previous page unchanged",
+                }
+            ],
+        ) from None
+    return str(created), str(export_id)
+
+
+class PolicyController(Controller):
+    path = "/v1/policies"
+    tags = ["exports"]  # noqa: RUF012
+
+    @post(
+        "/",
+        operation_id="PublishPolicy",
+        guards=[requires("export.approve")],
+        sync_to_thread=True,
+        status_code=201,
+    )
+    def publish_policy(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PolicyCreate],
+        services: NamedDependency[Services],
+    ) -> Response[PolicyPublished]:
+        """Publish a Rego module set (compiled first); bind the tenant's gate to it."""
+        result = services.exports.publish_policy(
+            tenant=principal(request).tenant,
+            name=data.name,
+            sources=[(m.name, m.source) for m in data.modules],
+        )
+        body = PolicyPublished(digest=result.digest, position=result.position)
+        status = 201 if result.position is not None else 200
+        return Response(
+            body,
+            status_code=status,
+            headers={"Location": f"/v1/policies/{result.digest}"},
+        )
+
+    @get(
+        "/{digest:str}",
+        operation_id="GetPolicy",
+        guards=[requires("export.request", "export.approve", "audit.read")],
+        sync_to_thread=True,
+    )
+    def get_policy(
+        self, digest: FromPath[str], services: NamedDependency[Services]
+    ) -> PolicyOut:
+        """The exact modules behind a digest, and where they were published."""
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise Problem(404, f"policy {digest[:80]} not found")
+        policy = services.exports.get_policy(digest)
+        return PolicyOut(
+            digest=policy.digest,
+            name=policy.name,
+            engine=policy.engine,
+            modules=[PolicyModuleOut(name=n, source=s) for n, s in policy.sources],
+            position=services.exports.policy_position(policy.digest),
+        )
+
+
+class ExportController(Controller):
+    path = "/v1/exports"
+    tags = ["exports"]  # noqa: RUF012
+
+    @post(
+        "/",
+        operation_id="RequestGovernedExport",
+        guards=[requires("export.request")],
+        sync_to_thread=True,
+        status_code=201,
+    )
+    def request_export(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ExportCreate],
+        services: NamedDependency[Services],
+    ) -> Response[ExportOut]:
+        """Judge by the tenant's policy; if allowed, the export runs in the background.
+
+        A denial is a 403 problem listing the reasons; it is recorded all the same.
+        """
+        who = principal(request)
+        decision = services.exports.request_export(
+            tenant=who.tenant,
+            dataset_id=data.dataset_id,
+            preset=data.preset,
+            purpose=data.purpose,
+            destination_region=data.destination_region,
+            requester=who.sub,
+            idempotency=idempotency(request, data),
+        )
+        if not decision.replayed:
+            services.metrics.export_decisions.labels(
+                "true" if decision.allow else "false"
+            ).inc()
+        if not decision.allow:
+            raise Problem(
+                403,
+                "the export policy denies this export: " + ", ".join(decision.reasons),
+                kind="export-denied",
+                title="Export denied by policy",
+                exportId=str(decision.export_id),
+                reasons=list(decision.reasons),
+                policyDigest=decision.policy_digest,
+                inputDigest=decision.input_digest,
+                position=decision.position,
+            )
+        if not decision.replayed:
+            services.start_export(decision.export_id)
+        export = services.exports.get_export(
+            tenant=who.tenant, export_id=decision.export_id
+        )
+        body = export_out(export, services)
+        headers = {"Location": f"/v1/exports/{decision.export_id}"}
+        if decision.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status_code=201, headers=headers)
+
+    @get(
+        "/{export_id:uuid}",
+        operation_id="GetExport",
+        guards=[requires("export.request")],
+        sync_to_thread=True,
+    )
+    def get_export(
+        self,
+        request: Request[Any, Any, Any],
+        export_id: FromPath[UUID],
+        services: NamedDependency[Services],
+    ) -> ExportOut:
+        """Status, decision, progress (rows, bytes) and the proof's location."""
+        export = services.exports.get_export(
+            tenant=principal(request).tenant, export_id=export_id
+        )
+        return export_out(export, services)
+
+    @get(
+        "/",
+        operation_id="ListExports",
+        guards=[requires("export.request")],
+        sync_to_thread=True,
+    )
+    def list_exports(
+        self,
+        request: Request[Any, Any, Any],
+        services: NamedDependency[Services],
+        status: FromQuery[str | None] = None,
+        dataset_id: Annotated[UUID | None, QueryParameter(name="datasetId")] = None,
+        after: Annotated[str | None, QueryParameter(max_length=256)] = None,
+        limit: Limit = 50,
+    ) -> Response[ExportPage]:
+        """Newest first, filtered by status and dataset (read model)."""
+        headers = read_model(
+            request, services.runners["exports"], services.settings.min_position_wait_s
+        )
+        rows = services.exports_view.list_exports(
+            principal(request).tenant,
+            status=status,
+            dataset_id=dataset_id,
+            after=_after(after) if after else None,
+            limit=limit + 1,
+        )
+        page = ExportPage(
+            items=[row_out(r) for r in rows[:limit]],
+            next=_cursor(rows[limit - 1]) if len(rows) > limit else None,
+        )
+        return Response(page, headers=headers)
+
+
+class ProofController(Controller):
+    path = "/v1/exports/{export_id:uuid}/proof"
+    tags = ["exports"]  # noqa: RUF012
+
+    @get(
+        "/",
+        operation_id="GetExportProof",
+        guards=[requires("export.request", "audit.read")],
+        sync_to_thread=True,
+    )
+    def get_proof(
+        self,
+        request: Request[Any, Any, Any],
+        export_id: FromPath[UUID],
+        services: NamedDependency[Services],
+    ) -> Response[bytes]:
+        """The signed proof bundle (a DSSE envelope), once the export is proven."""
+        export = services.exports.get_export(
+            tenant=principal(request).tenant, export_id=export_id
+        )
+        path = services.worker.pipeline.directory(export_id) / PROOF_FILE
+        if export.status != "proven" or not path.is_file():
+            services.metrics.export_proof_failures.labels("asked_too_early").inc()
+            log.warning(
+                "export_proof_refused", export_id=str(export_id), status=export.status
+            )
+            raise Problem(
+                409,
+                f"export {export_id} is {export.status}: it has no proof",
+                kind="no-proof",
+                title="The export has no proof",
+                status_=export.status,
+            )
+        return Response(path.read_bytes(), media_type="application/json")
