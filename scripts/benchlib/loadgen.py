@@ -217,14 +217,14 @@ function request()
   local parts = bodies[(counter %% #bodies) + 1]
   local name = tag .. "-" .. tid .. "-" .. counter
   local body = table.concat(parts, name)
-  return wrk.format("POST", "/v1/datasets", {
+  return wrk.format("POST", %(path)s, {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. token,
   }, body)
 end
 
 function response(status, headers, body)
-  if status == 201 then
+  if status == %(ok)d then
     n201 = n201 + 1
   else
     nother = nother + 1
@@ -290,16 +290,20 @@ def have_wrk() -> bool:
 
 
 def run_wrk(*, port: int, token: str, tag: str, parts: list[list[str]],
-            connections: int, seconds: float, threads: int, workdir: Path) -> LoadResult:
+            connections: int, seconds: float, threads: int, workdir: Path,
+            path: str = "/v1/datasets", ok: int = 201) -> LoadResult:
+    """POST the bodies for ``seconds``; ``created`` counts responses with ``ok``."""
     script = workdir / f"post_{tag}.lua"
     script.write_text(_LUA % {
         "bodies": ",\n".join("  {" + ", ".join(_lua_str(p) for p in ps) + "}"
                              for ps in parts),
         "token": _lua_str(token),
         "tag": _lua_str(tag),
+        "path": _lua_str(path),
+        "ok": ok,
     })
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-           "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}/v1/datasets"]
+           "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False,  # noqa: S603
                          timeout=seconds + 60)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCHJSON ")), None)
@@ -349,9 +353,10 @@ async def _post_loop(host: str, port: int, head: bytes, parts: list[list[bytes]]
 
 
 def run_asyncio(*, port: int, token: str, tag: str, parts: list[list[str]],
-                connections: int, seconds: float) -> LoadResult:
+                connections: int, seconds: float, path: str = "/v1/datasets",
+                ok: int = 201) -> LoadResult:
     head = (
-        b"POST /v1/datasets HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode()
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:" + str(port).encode()
         + b"\r\nAuthorization: Bearer " + token.encode()
         + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     )
@@ -379,8 +384,8 @@ def run_asyncio(*, port: int, token: str, tag: str, parts: list[list[str]],
     except ImportError:
         elapsed = asyncio.run(main())
     lat.sort()
-    created = status.get(201, 0)
-    bad = next((c for c in sorted(status) if c != 201), 0)  # noqa: PLR2004
+    created = status.get(ok, 0)
+    bad = next((c for c in sorted(status) if c != ok), 0)
     return LoadResult(
         client=f"{loop_name} raw-stream client, {connections} keep-alive connections",
         seconds=elapsed, requests=len(lat), created=created,
