@@ -32,8 +32,10 @@ def sign_checkpoint(services: Services) -> None:
     """Sign a tree head when N events arrived or T seconds passed since the last.
 
     Runs every second; between signatures it only folds new chain rows into
-    the in-memory tree. The signing key is recorded in the log first, so an
-    auditor holding only the exported log can check every checkpoint.
+    the in-memory tree. With no checkpoint yet, T counts from process start,
+    so a restart does not sign at once. The signing key is recorded in the
+    log first, so an auditor holding only the exported log can check every
+    checkpoint. (An export that needs a checkpoint signs one on demand.)
     """
     size = services.checkpoints.sync()
     latest = services.checkpoints.latest()
@@ -41,11 +43,8 @@ def sign_checkpoint(services: Services) -> None:
     if size <= signed:
         return
     settings = services.settings
-    age = (
-        (datetime.now(UTC) - latest.issued_at).total_seconds()
-        if latest
-        else float("inf")
-    )
+    since = latest.issued_at if latest else services.started_at
+    age = (datetime.now(UTC) - since).total_seconds()
     if (
         size - signed < settings.checkpoint_every_events
         and age < settings.checkpoint_interval_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -92,6 +93,8 @@ class Services:
         self.worker = worker
         self._closed = threading.Event()
         self._scheduler: Any = None
+        self.started_at = datetime.now(UTC)
+        """When this process opened the log (the first checkpoint's clock)."""
 
     def start(self) -> None:
         """Follow the log in the background and start the periodic jobs."""

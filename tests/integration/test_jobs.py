@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 import msgspec
+import pytest
 
 from api.jobs import (
     purge_idempotency_keys,
@@ -96,14 +96,20 @@ def test_a_checkpoint_is_signed_after_n_events_or_t_seconds(
     )
     auth = bearer("acme")
     assert client.post("/v1/datasets", json=dataset_body("a"), headers=auth).is_success
-    sign_checkpoint(services)  # none yet: the first one is signed at once
+    sign_checkpoint(services)  # none yet, 1 event < 3, started < T ago
+    assert services.checkpoints.latest() is None
+    for name in ("b", "c"):
+        assert client.post(
+            "/v1/datasets", json=dataset_body(name), headers=auth
+        ).is_success
+    sign_checkpoint(services)
     first = services.checkpoints.latest()
     assert first is not None
     assert first.size == services.checkpoints.sync()
-    assert client.post("/v1/datasets", json=dataset_body("b"), headers=auth).is_success
+    assert client.post("/v1/datasets", json=dataset_body("d"), headers=auth).is_success
     sign_checkpoint(services)
     assert services.checkpoints.latest().size == first.size  # 1 new event < 3
-    for name in ("c", "d"):
+    for name in ("x", "y"):
         assert client.post(
             "/v1/datasets", json=dataset_body(name), headers=auth
         ).is_success
@@ -116,5 +122,25 @@ def test_a_checkpoint_is_signed_after_n_events_or_t_seconds(
     )
     sign_checkpoint(services)  # 1 new event, but the last checkpoint is old enough
     assert services.checkpoints.latest().size == second.size + 1
-    keys = services.exports._load(SigningKeyRing.create_id())  # noqa: SLF001
+    keys = services.exports._load(SigningKeyRing.create_id())
     assert services.keys.active_key_id() in keys.keys  # recorded before signing
+
+
+def test_the_first_checkpoint_waits_t_seconds_from_process_start(
+    client: TestClient[Any], settings: Any
+) -> None:
+    """No checkpoint yet: a young process waits; one started T ago signs at once."""
+    services = client.app.state.services
+    services.settings = msgspec.structs.replace(
+        settings, checkpoint_every_events=1000, checkpoint_interval_s=60.0
+    )
+    assert client.post(
+        "/v1/datasets", json=dataset_body("a"), headers=bearer("acme")
+    ).is_success
+    sign_checkpoint(services)
+    assert services.checkpoints.latest() is None
+    services.started_at = datetime.now(UTC) - timedelta(seconds=61)
+    sign_checkpoint(services)
+    signed = services.checkpoints.latest()
+    assert signed is not None
+    assert signed.size == services.checkpoints.sync()
