@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import structlog
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.exceptions import InternalServerException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -38,8 +39,20 @@ _log = structlog.get_logger("conductor.http")
 async def log_unexpected(error: Exception, scope: Scope) -> None:
     """Log errors that become 5xx with their traceback (4xx are the client's)."""
     status = getattr(error, "status_code", 500)
-    if status >= 500 and not isinstance(error, DomainError):
-        _log.error("request_failed", route=scope.get("path_template"), exc_info=error)
+    if status < 500 or isinstance(error, DomainError):
+        return
+    route = scope.get("path_template")
+    if _client_went_away(error):  # nobody to answer: not a server fault
+        _log.info("client_disconnected", route=route)
+        return
+    _log.error("request_failed", route=route, exc_info=error)
+
+
+def _client_went_away(error: Exception) -> bool:
+    """Litestar's way of saying the client hung up while sending the body."""
+    return isinstance(error, InternalServerException) and (
+        error.detail == "client disconnected prematurely"
+    )
 
 
 def _handler_threads(count: int) -> Callable[[], None]:

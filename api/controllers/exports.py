@@ -36,8 +36,11 @@ log = structlog.get_logger("conductor.exports")
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 
 
-def export_out(export: Export, services: Services) -> ExportOut:
-    """The write model's view of one export (with live progress if it runs here)."""
+def export_out(
+    export: Export, services: Services, position: int | None = None
+) -> ExportOut:
+    """The write model's view of one export (with live progress if it runs here);
+    ``position`` is the decision's place in the log, when the caller knows it."""
     decided = export.status != "requested"
     progress = services.export_progress(export.id)
     return ExportOut(
@@ -69,6 +72,7 @@ def export_out(export: Export, services: Services) -> ExportOut:
         failure=export.failure or None,
         failure_detail=export.failure_detail or None,
         proof=f"/v1/exports/{export.id}/proof" if export.status == "proven" else None,
+        position=position,
     )
 
 
@@ -235,7 +239,7 @@ class ExportController(Controller):
         export = services.exports.get_export(
             tenant=who.tenant, export_id=decision.export_id
         )
-        body = export_out(export, services)
+        body = export_out(export, services, decision.position)
         headers = {"Location": f"/v1/exports/{decision.export_id}"}
         if decision.replayed:
             headers["Idempotent-Replayed"] = "true"

@@ -1,0 +1,34 @@
+"""What the app logs for a 5xx: a hang-up is not a server fault."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar.exceptions import InternalServerException
+from structlog.testing import capture_logs
+
+from api.app import log_unexpected
+
+
+def _logged(error: Exception) -> list[dict[str, object]]:
+    with capture_logs() as logs:
+        asyncio.run(log_unexpected(error, {"path_template": "/v1/exports"}))  # type: ignore[arg-type]
+    return logs
+
+
+def test_a_client_hanging_up_mid_body_is_logged_as_info_without_a_traceback() -> None:
+    logs = _logged(InternalServerException("client disconnected prematurely"))
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("client_disconnected", "info")
+    ]
+    assert "exc_info" not in logs[0]
+
+
+def test_other_server_errors_are_logged_as_errors_with_the_exception() -> None:
+    error = RuntimeError("boom")
+    logs = _logged(error)
+    assert [(e["event"], e["log_level"]) for e in logs] == [("request_failed", "error")]
+    assert logs[0]["exc_info"] is error
+    assert _logged(InternalServerException("something else"))[0]["event"] == (
+        "request_failed"
+    )
