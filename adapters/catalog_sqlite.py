@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
-
 from adapters.catalog_sql import (
     ALL,
     CELL_COLUMNS,
@@ -24,7 +22,7 @@ from adapters.catalog_sql import (
     search_text,
     unmatchable,
 )
-from adapters.sqlite_writer import SQLiteWriter
+from adapters.sqlite_view import SQLiteViewRecorder
 from projections.catalog import (
     CatalogPage,
     CatalogQuery,
@@ -52,33 +50,13 @@ _UPSERT = (
 _SCORE = "bm25(catalog_fts, 10.0, 2.0, 5.0, 3.0)"
 
 
-class SQLiteCatalogView(SQLiteTrackingRecorder, CatalogView):
+class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
     """Catalog read model in the same SQLite file as the event log."""
 
     tracking_table = "catalog_tracking"
 
-    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        # A read model may lose its last commits to a power cut (WAL stays
-        # consistent, tracking rolls back with the rows, the runner redoes
-        # them), so it need not fsync every batch; the event log does.
-        self.writer = SQLiteWriter(datastore, synchronous="NORMAL")
-        # One tracking table per view: the library's shared "tracking" table
-        # keys rows by application name only, so two views would collide.
-        t = self.tracking_table
-        self.insert_tracking_statement = self.insert_tracking_statement.replace(
-            "INSERT INTO tracking", f"INSERT INTO {t}"
-        ).replace("WHERE tracking.", f"WHERE {t}.")
-        self.select_max_tracking_id_statement = (
-            self.select_max_tracking_id_statement.replace("FROM tracking", f"FROM {t}")
-        )
-
-    def construct_create_table_statements(self) -> list[str]:
+    def view_tables(self) -> list[str]:
         return [
-            *(
-                s.replace("EXISTS tracking (", f"EXISTS {self.tracking_table} (")
-                for s in super().construct_create_table_statements()
-            ),
             "CREATE TABLE IF NOT EXISTS catalog_datasets ("
             "rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, "
             "name TEXT NOT NULL, description TEXT NOT NULL, license TEXT NOT NULL, "

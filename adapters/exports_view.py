@@ -9,10 +9,9 @@ from uuid import UUID
 
 import msgspec
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
 
 from adapters.pg_schema import schema_lock
-from adapters.sqlite_writer import SQLiteWriter
+from adapters.sqlite_view import SQLiteViewRecorder
 from projections.exports import ExportRow, ExportsView
 
 if TYPE_CHECKING:
@@ -176,28 +175,13 @@ class _ExportsSQL(ExportsView):
         )
 
 
-class SQLiteExportsView(_ExportsSQL, SQLiteTrackingRecorder):
+class SQLiteExportsView(_ExportsSQL, SQLiteViewRecorder):
     """Exports read model in the event log's SQLite file."""
 
     tracking_table = "exports_tracking"
 
-    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
-        super().__init__(datastore, **kwargs)
-        self.writer = SQLiteWriter(datastore, synchronous="NORMAL")
-        t = self.tracking_table
-        self.insert_tracking_statement = self.insert_tracking_statement.replace(
-            "INSERT INTO tracking", f"INSERT INTO {t}"
-        ).replace("WHERE tracking.", f"WHERE {t}.")
-        self.select_max_tracking_id_statement = (
-            self.select_max_tracking_id_statement.replace("FROM tracking", f"FROM {t}")
-        )
-
-    def construct_create_table_statements(self) -> list[str]:
+    def view_tables(self) -> list[str]:
         return [
-            *(
-                s.replace("EXISTS tracking (", f"EXISTS {self.tracking_table} (")
-                for s in super().construct_create_table_statements()
-            ),
             TABLE,
             *INDEXES,
         ]
