@@ -19,6 +19,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from adapters.ledger.chain import GENESIS, row_hash
 from adapters.ledger.transcoder import CanonicalJSONTranscoder
 from application.exports import input_digest
+from application.ports import LogEntry
 from domain.export import Export, export_input
 from domain.keys import SigningKeyRing
 from domain.policy import Policy, policy_digest
@@ -26,25 +27,12 @@ from domain.policy import Policy, policy_digest
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from application.ports import LogEntry, PolicyEngine
+    from application.ports import PolicyEngine
 
 FORMAT = "conductor-log/v1"
 _encode = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False
 ).encode
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One event as the log file carries it."""
-
-    position: int
-    originator_id: UUID
-    version: int
-    topic: str
-    state: bytes
-    prev_hash: str
-    hash: str
 
 
 def write_log(entries: Iterable[LogEntry], out: TextIO) -> int:
@@ -68,7 +56,7 @@ def write_log(entries: Iterable[LogEntry], out: TextIO) -> int:
     return written
 
 
-def read_log(lines: Iterable[str]) -> Iterator[Record]:
+def read_log(lines: Iterable[str]) -> Iterator[LogEntry]:
     """Records from a log file (the stored state bytes are re-encoded canonically)."""
     iterator = iter(lines)
     header = json.loads(next(iterator, "{}") or "{}")
@@ -80,7 +68,7 @@ def read_log(lines: Iterable[str]) -> Iterator[Record]:
             continue
         try:
             item = json.loads(line)
-            yield Record(
+            yield LogEntry(
                 position=int(item["position"]),
                 originator_id=UUID(item["originatorId"]),
                 version=int(item["version"]),
@@ -94,7 +82,7 @@ def read_log(lines: Iterable[str]) -> Iterator[Record]:
             raise ValueError(msg) from None
 
 
-def check_chain(records: Iterable[Record]) -> tuple[int, str | None]:
+def check_chain(records: Iterable[LogEntry]) -> tuple[int, str | None]:
     """(records checked, first failure or None) over the whole file."""
     prev, last, checked = GENESIS, 0, 0
     for r in records:
@@ -143,10 +131,10 @@ class Reconstruction:
 class Replayer:
     """Aggregates rebuilt from log records, and export decisions re-evaluated."""
 
-    def __init__(self, records: Iterable[Record], engine: PolicyEngine) -> None:
+    def __init__(self, records: Iterable[LogEntry], engine: PolicyEngine) -> None:
         self.engine = engine
         self._mapper: Mapper[UUID] = Mapper(transcoder=CanonicalJSONTranscoder())
-        self._streams: dict[UUID, list[Record]] = defaultdict(list)
+        self._streams: dict[UUID, list[LogEntry]] = defaultdict(list)
         for r in records:
             self._streams[r.originator_id].append(r)
 
