@@ -107,6 +107,8 @@ class Exports(LedgerApplication):
         self.sources = sources
         self._policies: dict[str, tuple[Policy, int]] = {}
         """Published policies by digest, with their log position (immutable)."""
+        self._bindings: dict[UUID, tuple[int, str]] = {}
+        """Policy bindings by id: (version, digest) as last loaded."""
 
     # -- policies ---------------------------------------------------------------
 
@@ -162,10 +164,23 @@ class Exports(LedgerApplication):
         self._policies[policy.digest] = (policy, position)
 
     def active_policy(self, tenant: str) -> Policy:
-        """The tenant's bound export policy; the built-in one until they publish."""
-        binding = self._load(PolicyBinding.create_id(tenant, EXPORT_POLICY))
-        if isinstance(binding, PolicyBinding):
-            return self.get_policy(binding.digest)
+        """The tenant's bound export policy; the built-in one until they publish.
+
+        A binding changes rarely and may change in another process: the
+        latest stored version is checked on every call (one indexed row) and
+        the aggregate is only rebuilt when it moved.
+        """
+        binding_id = PolicyBinding.create_id(tenant, EXPORT_POLICY)
+        latest = self.recorder.select_events(binding_id, desc=True, limit=1)
+        if latest:
+            version = latest[0].originator_version
+            cached = self._bindings.get(binding_id)
+            if cached is not None and cached[0] == version:
+                return self.get_policy(cached[1])
+            binding = self._load(binding_id)
+            if isinstance(binding, PolicyBinding):
+                self._bindings[binding_id] = (binding.version, binding.digest)
+                return self.get_policy(binding.digest)
         self.publish_policy(
             tenant=tenant, name=EXPORT_POLICY, sources=default_policy_sources()
         )

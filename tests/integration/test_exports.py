@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from litestar.testing import TestClient
 
 from adapters.audit import Replayer, check_chain, read_log
 from adapters.merkle import proof_from_hex, verify_consistency, verify_inclusion
 from adapters.proof_check import verify_bundle
 from adapters.rego import RegoEngine
+from api.app import create_app
 from domain.export import PROOF_FILE
 from tests.conftest import bearer, dataset_body
 from tests.integration.server import cli
 from tests.integration.test_tamper import execute
 
 if TYPE_CHECKING:
-    from litestar.testing import TestClient
-
     from api.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -285,6 +285,32 @@ def test_a_published_policy_decides_from_then_on_and_is_served_by_digest(
         headers=bearer("globex"),
     )
     assert foreign.status_code == 404
+
+
+def test_a_policy_published_by_another_process_decides_the_next_request_here(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    """The binding is cached per process, but never served stale: the next
+    request after another API process publishes is judged by the new policy."""
+    dataset_id = register(client, settings)
+    assert request(client, dataset_id).status_code == 201  # default gate, cached
+    module = (
+        "package conductor.export\nimport rego.v1\n"
+        'deny contains "frozen" if true\n'
+        "default allow := false\nallow if count(deny) == 0\n"
+        'decision := {"allow": allow, "deny": sort(deny)}\n'
+    )
+    with TestClient(create_app(settings)) as elsewhere:
+        published = elsewhere.post(
+            "/v1/policies",
+            json={"name": "export", "modules": [{"name": "f.rego", "source": module}]},
+            headers=bearer("acme", "export.approve"),
+        )
+        assert published.status_code == 201, published.text
+    denied = request(client, dataset_id)
+    assert denied.status_code == 403, denied.text
+    assert denied.json()["reasons"] == ["frozen"]
+    assert denied.json()["policyDigest"] == published.json()["digest"]
 
 
 def test_a_policy_that_does_not_compile_is_a_422_naming_the_modules(
