@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from domain.values import DatasetSpec
 
 LINEAGE_RETRIES = 8
+HEAD_CACHE = 4096
+"""Datasets whose head dataset_at_head keeps (the cache is dropped when full)."""
 
 
 class Datasets(LedgerApplication):
@@ -37,6 +39,8 @@ class Datasets(LedgerApplication):
     def __init__(self, log: EventLog, *, regions: frozenset[str]) -> None:
         super().__init__(log)
         self.regions = regions
+        self._heads: dict[UUID, tuple[int, Dataset, int]] = {}
+        """dataset_at_head's answers: id -> (version, dataset, position)."""
 
     def register_dataset(
         self,
@@ -165,7 +169,25 @@ class Datasets(LedgerApplication):
         return dataset
 
     def dataset_at_head(self, *, tenant: str, dataset_id: UUID) -> tuple[Dataset, int]:
-        """The dataset and the log position of its latest event, from one read."""
+        """The dataset and the log position of its latest event (read-only).
+
+        A version's state and position never change, so the answer is kept
+        per dataset and reused while the latest stored version (one indexed
+        row, checked every call) is the same; any process may have amended it.
+        """
+        latest = self.recorder.select_events(dataset_id, desc=True, limit=1)
+        cached = self._heads.get(dataset_id)
+        if latest and cached and cached[0] == latest[0].originator_version:
+            if cached[1].tenant != tenant:
+                raise DatasetNotFoundError(dataset_id)
+            return cached[1], cached[2]
+        dataset, position = self._read_head(tenant, dataset_id)
+        if len(self._heads) >= HEAD_CACHE:
+            self._heads.clear()
+        self._heads[dataset_id] = (dataset.version, dataset, position)
+        return dataset, position
+
+    def _read_head(self, tenant: str, dataset_id: UUID) -> tuple[Dataset, int]:
         entries = self.event_log.entries_for(dataset_id)
         dataset: Any = None
         for e in entries:
