@@ -17,6 +17,11 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
+# hnswlib must be loaded before regopy: librego_shared.so (loaded by regopy
+# through ctypes) exports its own operator new/delete, and an hnswlib loaded
+# after it frees memory with the wrong allocator ("free(): invalid pointer",
+# abort in knn_query). Loaded first, hnswlib binds to libstdc++'s.
+import hnswlib  # noqa: F401  # isort: skip
 import regopy
 
 from application.ports import Verdict

@@ -16,6 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from api.auth import jwt_auth
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
+from api.controllers.er import ErController
 from api.controllers.exports import ExportController, PolicyController, ProofController
 from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
@@ -88,6 +89,7 @@ def create_app(
             LedgerController,
             public_keys,
             CatalogController,
+            ErController,
             LogController,
             healthz,
             readyz,

@@ -29,6 +29,8 @@ SCOPES = frozenset(
         "dr.operate",
         "budget.admin",
         "audit.read",
+        "er.read",
+        "er.write",
     }
 )
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

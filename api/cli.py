@@ -17,6 +17,7 @@ import msgspec
 
 from api.auth import SCOPES, issue_token
 from api.cli_audit import add_commands
+from api.cli_er import add_commands as add_er_commands
 from api.progress import Progress
 from api.settings import Settings
 
@@ -265,6 +266,7 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("name")
     rebuild.set_defaults(func=cmd_projections)
     add_commands(sub)
+    add_er_commands(sub)
     return root
 
 

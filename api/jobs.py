@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from api.er_runtime import offpeak_trigger
+
 if TYPE_CHECKING:
     from api.services import Services
 
@@ -55,6 +57,14 @@ def sign_checkpoint(services: Services) -> None:
     log.info("checkpoint_signed", size=checkpoint.size, root=checkpoint.root)
 
 
+def run_offpeak_er_jobs(services: Services) -> None:
+    """In the off-peak window: start the queued ER embedding jobs that are due."""
+    if services.er is not None:
+        started = services.er.run_due()
+        if started:
+            log.info("er_jobs_started", count=len(started))
+
+
 def scheduler(services: Services) -> BackgroundScheduler:
     """The process's scheduler with Conductor's periodic jobs (not started)."""
     jobs = BackgroundScheduler(
@@ -73,4 +83,11 @@ def scheduler(services: Services) -> BackgroundScheduler:
     jobs.add_job(
         sign_checkpoint, "interval", args=[services], id="checkpoint", seconds=1
     )
+    if services.er is not None:
+        jobs.add_job(
+            run_offpeak_er_jobs,
+            offpeak_trigger(services.settings),
+            args=[services],
+            id="er-offpeak",
+        )
     return jobs

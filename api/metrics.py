@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -9,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from projections.runner import BatchRunner
 
@@ -36,6 +39,25 @@ class _ProjectionCollector:
             position.add_metric([runner.name], status.position)
         yield lag
         yield position
+
+
+class _ErEvalCollector:
+    """The last `conductor er eval`'s recall delta, read at scrape time."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "conductor_er_recall_delta",
+            "Last ER eval: pairs completeness of blocking|ANN minus blocking's",
+        )
+        # No eval yet (or a torn file): the gauge has no sample.
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            gauge.add_metric(
+                [], float(json.loads(self._path.read_text())["recall_delta"])
+            )
+        yield gauge
 
 
 class Metrics:
@@ -111,6 +133,26 @@ class Metrics:
             ["tenant"],
             registry=self.registry,
         )
+
+        self.er_index_rebuilds = Counter(
+            "conductor_er_index_rebuilds_total",
+            "ANN indexes rebuilt from stored vectors, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.er_cap_refusals = Counter(
+            "conductor_er_cap_refusals_total",
+            "ER batches refused (429) by the per-tenant records-per-day cap",
+            registry=self.registry,
+        )
+        self.er_records_embedded = Counter(
+            "conductor_er_records_embedded_total",
+            "Records embedded by ER jobs",
+            registry=self.registry,
+        )
+
+    def watch_er_eval(self, path: Path) -> None:
+        self.registry.register(_ErEvalCollector(path))
 
     def observe_request(
         self, method: str, route: str, status: int, seconds: float

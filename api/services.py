@@ -17,6 +17,7 @@ from adapters.ledger.store import Ledger, open_ledger
 from adapters.rego import RegoEngine
 from adapters.secrets import FileSecrets
 from adapters.signer import KeyStore
+from api.er_runtime import ErRuntime
 from api.export_worker import ExportWorker
 from api.metrics import Metrics
 from application.datasets import Datasets
@@ -75,6 +76,7 @@ class Services:
         checkpoints: LedgerCheckpoints,
         worker: ExportWorker,
         lineage: LineageView | None = None,
+        er: ErRuntime | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -91,6 +93,8 @@ class Services:
         self.keys = keys
         self.checkpoints = checkpoints
         self.worker = worker
+        self.er = er
+        """ER assist (application, vector store, ANN indexes, job worker)."""
         self._closed = threading.Event()
         self._scheduler: Any = None
         self.started_at = datetime.now(UTC)
@@ -107,6 +111,8 @@ class Services:
         self.worker.resume(row.id for row in self.exports_view.pending())
         self._scheduler = scheduler(self)
         self._scheduler.start()
+        if self.er is not None:
+            self.er.run_due()  # jobs whose window came while no process ran
 
     def start_export(self, export_id: UUID) -> None:
         """Run an allowed export in the background."""
@@ -122,6 +128,8 @@ class Services:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.worker.close()
+        if self.er is not None:
+            self.er.close()
         for runner in self.runners.values():
             runner.stop()
         if self.lineage is not None:
@@ -199,4 +207,5 @@ def build_services(settings: Settings) -> Services:
         checkpoints=checkpoints,
         worker=ExportWorker(pipeline, metrics),
         lineage=lineage,
+        er=ErRuntime(settings, ledger, metrics),
     )

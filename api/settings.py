@@ -70,6 +70,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     neo4j_user: str = "neo4j"
     neo4j_password: str = ""
     neo4j_database: str = ""
+    er_k: int = 5
+    """Nearest neighbours ANN adds per record (>= the expected cluster size)."""
+    er_blocking: str = "soundex:given_name|soundex:surname|exact:postcode"
+    """The blocking rules resolve uses ('|' = or, '&' = and)."""
+    er_comparisons: str = (
+        "jw:given_name>=0.85,jw:surname>=0.85,jw:address_1>=0.85,jw:suburb>=0.85,"
+        "exact:date_of_birth,exact:postcode,exact:street_number"
+    )
+    """The rules gate: comparisons scoring 0 or 1 each."""
+    er_merge_at: float = 6.0
+    """A pair merges when its gate score reaches this."""
+    er_cap_records_per_day: int = 1_000_000
+    """Records a tenant may embed per UTC day (resolve batches and jobs)."""
+    er_max_batch: int = 1000
+    """Records per resolve request."""
+    er_offpeak_hours: str = "1-5"
+    """Off-peak window: a cron hour field (UTC) in which queued jobs start."""
+    er_hnsw_m: int = 16
+    er_hnsw_ef_construction: int = 200
+    er_hnsw_ef: int = 200
+    """hnswlib graph degree, build beam and query beam (ADR 0007)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from datetime import datetime
     from pathlib import Path
     from uuid import UUID
 
+    import numpy as np
+    import numpy.typing as npt
     from eventsourcing.persistence import ApplicationRecorder, InfrastructureFactory
 
 
@@ -190,3 +193,116 @@ class Checkpoints(Protocol):
 
     def inclusion(self, position: int, size: int) -> dict[str, Any]:
         """{position, leafIndex, treeSize, proof} for the event at ``position``."""
+
+
+# -- entity resolution ----------------------------------------------------------
+
+
+class Embedder(Protocol):
+    """Records (as columns of field values) -> L2-normalised float32 vectors.
+
+    Values are used in memory only. The hashing embedder (adapters.embedder)
+    is keyed per tenant; a sentence-transformer could implement this too.
+    """
+
+    @property
+    def name(self) -> str:
+        """Model name and version, recorded with what it embedded."""
+
+    @property
+    def dims(self) -> int: ...
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields it reads (others are ignored)."""
+
+    def embed(
+        self, tenant: str, columns: Mapping[str, Sequence[str]]
+    ) -> npt.NDArray[np.float32]:
+        """One row per record, the same order as the columns."""
+
+
+class NearestNeighbours(Protocol):
+    """Approximate k nearest neighbours of queries among a base set of vectors."""
+
+    def search(
+        self, base: npt.NDArray[np.float32], queries: npt.NDArray[np.float32], k: int
+    ) -> npt.NDArray[np.int64]:
+        """(queries x min(k, len(base))) row numbers of ``base``, nearest first."""
+
+
+class VectorStore(Protocol):
+    """Stored vectors (record id -> index label, vector); never the values."""
+
+    def upsert(
+        self,
+        tenant: str,
+        entity_set: str,
+        record_ids: Sequence[str],
+        vectors: npt.NDArray[np.float32],
+    ) -> npt.NDArray[np.int64]:
+        """Store vectors; returns each record's index label (kept on update)."""
+
+    def set_position(self, tenant: str, entity_set: str, position: int) -> None: ...
+    def position(self, tenant: str, entity_set: str) -> int: ...
+    def count(self, tenant: str, entity_set: str) -> int: ...
+
+    def vectors(
+        self, tenant: str, entity_set: str
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """All stored (labels, vectors), in label order and in chunks."""
+
+    def lookup(
+        self, tenant: str, entity_set: str, record_id: str
+    ) -> tuple[int, npt.NDArray[np.float32]] | None: ...
+
+    def record_ids(
+        self, tenant: str, entity_set: str, labels: Sequence[int]
+    ) -> dict[int, str]: ...
+
+
+class VectorIndex(Protocol):
+    """The persisted ANN index of each (tenant, entity set)."""
+
+    def add(
+        self,
+        tenant: str,
+        entity_set: str,
+        labels: npt.NDArray[np.int64],
+        vectors: npt.NDArray[np.float32],
+    ) -> None: ...
+
+    def commit(self, tenant: str, entity_set: str, position: int) -> None:
+        """Persist the index as reflecting the log up to ``position``."""
+
+    def knn(
+        self,
+        tenant: str,
+        entity_set: str,
+        vectors: npt.NDArray[np.float32],
+        k: int,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Labels and cosine similarities of the k nearest stored vectors."""
+
+    def rebuild(self, tenant: str, entity_set: str, reason: str = "requested") -> int:
+        """Rebuild from the stored vectors; returns the index size."""
+
+
+class RecordFiles(Protocol):
+    """Reads a tenant's record files (CSV with a header holding an id column)."""
+
+    def count(self, path: Path, id_column: str) -> int:
+        """Records in the file (ValueError when there is no such id column)."""
+
+    def chunks(
+        self, path: Path, id_column: str
+    ) -> Iterator[tuple[list[str], dict[str, list[str]]]]:
+        """(ids, field -> values) per chunk of records."""
+
+
+class JobQueue(Protocol):
+    """Embedding jobs waiting for their time."""
+
+    def enqueue(self, job_id: UUID, tenant: str, run_after: datetime) -> None: ...
+    def due(self, now: datetime) -> list[UUID]: ...
+    def dequeue(self, job_id: UUID) -> None: ...

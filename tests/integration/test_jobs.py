@@ -76,13 +76,15 @@ def test_purge_forgets_only_expired_idempotency_keys(client: TestClient[Any]) ->
 
 
 def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
-    """serve refreshes coverage, purges keys and signs checkpoints on intervals."""
+    """serve refreshes coverage, purges keys, signs checkpoints on intervals and
+    runs queued ER embedding jobs in the off-peak window."""
     services = client.app.dependencies["services"].dependency()
     jobs = scheduler(services)
     assert {job.id for job in jobs.get_jobs()} == {
         "coverage",
         "idempotency",
         "checkpoint",
+        "er-offpeak",
     }
 
 

@@ -1,0 +1,183 @@
+"""ER assist wiring: the application, its adapters, the job worker, the window."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import structlog
+from apscheduler.triggers.cron import CronTrigger
+
+from adapters.datafiles import LocalDataFiles
+from adapters.embedder import HashingEmbedder
+from adapters.er_files import CsvRecordFiles
+from adapters.er_store import SqlVectorStore
+from adapters.hnsw import HnswIndexes, HnswParams, HnswSearch
+from adapters.secrets import FileSecrets
+from application.er_assist import ErAssist
+from application.er_input import ErPolicy, Ports
+from application.er_rules import Blocking, Gate
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+    from uuid import UUID
+
+    from adapters.ledger.store import Ledger
+    from api.metrics import Metrics
+    from api.settings import Settings
+
+log = structlog.get_logger("conductor.er")
+LAST_EVAL = "last-eval.json"
+
+
+def offpeak_trigger(settings: Settings) -> CronTrigger:
+    """Every minute of the off-peak hours (UTC): when queued jobs may start."""
+    return CronTrigger(hour=settings.er_offpeak_hours, minute="*", timezone=UTC)
+
+
+def next_window(trigger: CronTrigger, now: datetime) -> datetime:
+    """The first off-peak minute at or after ``now``."""
+    fire: datetime | None = trigger.get_next_fire_time(None, now)
+    if fire is None:  # pragma: no cover - an hour field always fires again
+        msg = "the off-peak trigger never fires"
+        raise ValueError(msg)
+    return fire
+
+
+def er_policy(settings: Settings) -> ErPolicy:
+    trigger = offpeak_trigger(settings)
+    return ErPolicy(
+        k=settings.er_k,
+        blocking=Blocking.parse(settings.er_blocking),
+        gate=Gate.parse(settings.er_comparisons, settings.er_merge_at),
+        cap_records_per_day=settings.er_cap_records_per_day,
+        max_batch=settings.er_max_batch,
+        next_window=lambda now: next_window(trigger, now),
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+def hnsw_params(settings: Settings) -> HnswParams:
+    return HnswParams(
+        m=settings.er_hnsw_m,
+        ef_construction=settings.er_hnsw_ef_construction,
+        ef=settings.er_hnsw_ef,
+    )
+
+
+class ErWorker:
+    """Runs embedding jobs on one background thread, with their progress."""
+
+    def __init__(self, app: ErAssist, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="er-job")
+        self._progress: dict[UUID, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, job_id: UUID) -> None:
+        with self._lock:
+            if job_id in self._progress:
+                return
+            self._progress[job_id] = (0, 0)
+        self._pool.submit(self._run, job_id)
+
+    def start_all(self, job_ids: Iterable[UUID]) -> None:
+        for job_id in job_ids:
+            self.start(job_id)
+
+    def progress(self, job_id: UUID) -> tuple[int, int] | None:
+        with self._lock:
+            return self._progress.get(job_id)
+
+    def run(self, job_id: UUID) -> str:
+        """Run one job on the calling thread (the CLI's foreground run)."""
+        with self._lock:
+            self._progress.setdefault(job_id, (0, 0))
+        return self._run(job_id)
+
+    def _run(self, job_id: UUID) -> str:
+        def progress(done: int, total: int) -> None:
+            with self._lock:
+                self._progress[job_id] = (done, total)
+
+        started = time.perf_counter()
+        log.info("er_job_started", job_id=str(job_id))
+        try:
+            status = self.app.run_job(job_id, progress)
+        except Exception:
+            log.exception("er_job_crashed", job_id=str(job_id))
+            status = "crashed"
+        finally:
+            with self._lock:
+                done = self._progress.pop(job_id, (0, 0))[0]
+        self.metrics.er_records_embedded.inc(done)
+        log.info(
+            "er_job_finished",
+            job_id=str(job_id),
+            status=status,
+            records=done,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return status
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ErRuntime:
+    """What the API and the CLI need for ER: app, store, indexes, worker."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, metrics: Metrics) -> None:
+        self.root: Path = settings.var_path / "er"
+        self.store = SqlVectorStore(ledger)
+        embedder = HashingEmbedder(
+            FileSecrets(settings.var_path / "tokenization-secret")
+        )
+        params = hnsw_params(settings)
+        self.indexes = HnswIndexes(
+            self.root / "indexes",
+            self.store,
+            dims=embedder.dims,
+            params=params,
+            on_rebuild=lambda reason: metrics.er_index_rebuilds.labels(reason).inc(),
+        )
+        self.app = ErAssist(
+            ledger,
+            ports=Ports(
+                embedder=embedder,
+                store=self.store,
+                index=self.indexes,
+                neighbours=HnswSearch(params),
+                sources=LocalDataFiles(settings.data_root_path),
+                files=CsvRecordFiles(embedder.fields),
+                queue=self.store,
+            ),
+            policy=er_policy(settings),
+        )
+        self.worker = ErWorker(self.app, metrics)
+        metrics.watch_er_eval(self.root / LAST_EVAL)
+
+    def run_due(self, now: datetime | None = None) -> list[UUID]:
+        """Start every queued job whose window has come; returns their ids."""
+        due = self.app.due_jobs(now or datetime.now(UTC))
+        self.worker.start_all(due)
+        return due
+
+    def close(self) -> None:
+        self.worker.close()
+        self.store.close()
+
+
+def record_eval(root: Path, delta: float, summary: dict[str, object]) -> None:
+    """Keep the last eval's numbers (no values) for the er_recall_delta metric."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LAST_EVAL
+    draft = path.with_suffix(".tmp")
+    draft.write_text(json.dumps({"recall_delta": delta, **summary}, sort_keys=True))
+    draft.replace(path)
