@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+import structlog
 from litestar.exceptions import InternalServerException
 from structlog.testing import capture_logs
 
+import api.app
 from api.app import log_unexpected
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's logger may be bound (and cached) by an earlier app's
+    configure_logging; a fresh one binds inside capture_logs."""
+    monkeypatch.setattr(api.app, "_log", structlog.get_logger("conductor.http"))
 
 
 def _logged(error: Exception) -> list[dict[str, object]]:
