@@ -22,7 +22,7 @@ from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
 from api.logging import configure_logging, request_logging
-from api.problems import problem_plugin
+from api.problems import Problem, problem_plugin
 from api.requests import require_json
 from api.services import Services, build_services
 from api.settings import Settings, get_settings
@@ -45,6 +45,11 @@ async def log_unexpected(error: Exception, scope: Scope) -> None:
     route = scope.get("path_template")
     if _client_went_away(error):  # nobody to answer: not a server fault
         _log.info("client_disconnected", route=route)
+        return
+    if isinstance(error, Problem):  # a deliberate 5xx (replica lag, read-only)
+        _log.warning(
+            "request_refused", route=route, status=status, type=error.type_
+        )
         return
     _log.error("request_failed", route=route, exc_info=error)
 

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 import api.app
 from api.app import log_unexpected
+from api.problems import Problem
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +43,13 @@ def test_other_server_errors_are_logged_as_errors_with_the_exception() -> None:
     assert _logged(InternalServerException("something else"))[0]["event"] == (
         "request_failed"
     )
+
+
+def test_a_deliberate_5xx_problem_is_a_warning_naming_its_type() -> None:
+    logs = _logged(Problem(503, "the standby lags", kind="replica-lagging"))
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("request_refused", "warning")
+    ]
+    assert logs[0]["type"] == "/problems/replica-lagging"
+    assert logs[0]["status"] == 503
+    assert "exc_info" not in logs[0]
