@@ -466,6 +466,18 @@ class PgCluster:
             raise RuntimeError(msg)
         return self.url(name)
 
+    def run_tool(
+        self, argv: Sequence[str], *, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a PostgreSQL tool (pg_basebackup, pg_rewind) as the server's user."""
+        _ensure_traversable(self._data_dir)
+        return self._run(argv, timeout=timeout)
+
+    @staticmethod
+    def give_to_server(path: Path) -> None:
+        """Hand a file or directory to the server's OS user (a no-op unless root)."""
+        _chown_to_postgres(path)
+
     def destroy(self) -> None:
         """Stop the server (kill if stop fails) and remove the data dir and log."""
         if self.is_running():

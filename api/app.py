@@ -16,6 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from api.auth import jwt_auth
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
+from api.controllers.dr import DrController
 from api.controllers.er import ErController
 from api.controllers.exports import ExportController, PolicyController, ProofController
 from api.controllers.ledger import LedgerController, public_keys
@@ -95,6 +96,7 @@ def create_app(
             public_keys,
             CatalogController,
             ErController,
+            DrController,
             LogController,
             healthz,
             readyz,

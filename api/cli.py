@@ -17,6 +17,7 @@ import msgspec
 
 from api.auth import SCOPES, issue_token
 from api.cli_audit import add_commands
+from api.cli_dr import add_commands as add_dr_commands
 from api.cli_er import add_commands as add_er_commands
 from api.progress import Progress
 from api.settings import Settings
@@ -267,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
     rebuild.set_defaults(func=cmd_projections)
     add_commands(sub)
     add_er_commands(sub)
+    add_dr_commands(sub)
     return root
 
 

@@ -82,6 +82,9 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
     checked: dict[str, list[str]] = {}  # checkpoints shared between bundles
     started, bad = time.perf_counter(), 0
     for bundle in args.bundle:
+        if Path(bundle).is_file():  # a DR drill's evidence, not an export bundle
+            bad += _verify_evidence(Path(bundle), keys)
+            continue
         failures = verify_bundle(Path(bundle), keys, checked)
         prefix = f"{bundle}: " if len(args.bundle) > 1 else ""
         for line in failures:
@@ -101,6 +104,26 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             f"({rate:,.0f} bundles/s)"
         )
     return 1 if bad else 0
+
+
+def _verify_evidence(path: Path, keys: dict[str, str]) -> int:
+    """Check a signed DR evidence file; print the verdict; 1 if it fails."""
+    from adapters.dr.evidence import is_evidence, verify_evidence  # noqa: PLC0415
+
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        print(f"{path}: cannot read: {error}")
+        return 1
+    if not is_evidence(document):
+        print(f"{path}: not an export bundle directory nor DR evidence")
+        return 1
+    failures = verify_evidence(document, keys)
+    for line in failures:
+        print(f"{path}: {line}")
+    if not failures:
+        print(f"ok: {path} verifies (DR drill evidence, signed by the listed key)")
+    return 1 if failures else 0
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -259,9 +282,13 @@ def add_commands(sub: Any) -> None:
         func=cmd_keys
     )
 
-    verify = sub.add_parser("verify", help="check export proof bundles offline")
+    verify = sub.add_parser(
+        "verify", help="check export proof bundles or DR evidence offline"
+    )
     verify.add_argument(
-        "bundle", nargs="+", help="export directories (file + proof.dsse.json)"
+        "bundle",
+        nargs="+",
+        help="export directories (file + proof.dsse.json) or DR evidence JSON files",
     )
     verify.add_argument("--keys", help="public keys: GET /v1/keys output or keyid->PEM")
     verify.set_defaults(func=cmd_verify)

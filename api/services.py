@@ -17,6 +17,7 @@ from adapters.ledger.store import Ledger, open_ledger
 from adapters.rego import RegoEngine
 from adapters.secrets import FileSecrets
 from adapters.signer import KeyStore
+from api.dr_runtime import DrRuntime, dr_runtime
 from api.er_runtime import ErRuntime
 from api.export_worker import ExportWorker
 from api.metrics import Metrics
@@ -77,6 +78,7 @@ class Services:
         worker: ExportWorker,
         lineage: LineageView | None = None,
         er: ErRuntime | None = None,
+        dr: DrRuntime | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -95,6 +97,8 @@ class Services:
         self.worker = worker
         self.er = er
         """ER assist (application, vector store, ANN indexes, job worker)."""
+        self.dr = dr
+        """The DR router and lag alert, when CONDUCTOR_DR_ROOT names a pair."""
         self._closed = threading.Event()
         self._scheduler: Any = None
         self.started_at = datetime.now(UTC)
@@ -113,6 +117,8 @@ class Services:
         self._scheduler.start()
         if self.er is not None:
             self.er.run_due()  # jobs whose window came while no process ran
+        if self.dr is not None:
+            self.dr.start()  # the replica-lag alert (one process, like the jobs)
 
     def start_export(self, export_id: UUID) -> None:
         """Run an allowed export in the background."""
@@ -130,6 +136,8 @@ class Services:
         self.worker.close()
         if self.er is not None:
             self.er.close()
+        if self.dr is not None:
+            self.dr.close()
         for runner in self.runners.values():
             runner.stop()
         if self.lineage is not None:
@@ -208,4 +216,5 @@ def build_services(settings: Settings) -> Services:
         worker=ExportWorker(pipeline, metrics),
         lineage=lineage,
         er=ErRuntime(settings, ledger, metrics),
+        dr=dr_runtime(settings, metrics, ledger) if settings.dr_root else None,
     )

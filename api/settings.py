@@ -91,6 +91,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     er_hnsw_ef_construction: int = 200
     er_hnsw_ef: int = 200
     """hnswlib graph degree, build beam and query beam (ADR 0007)."""
+    dr_root: str = ""
+    """Directory of a DR pair made by `conductor dr up` (empty: no /v1/dr routes)."""
+    dr_region: str = "A"
+    """The region this API runs in: where `x-ig-read-from: nearest` reads."""
+    stale_read_ttl_ms: int = 5000
+    """Reads from a standby staler than this fall back to the primary (or 503)."""
+    dr_lag_alert_ms: int = 5000
+    dr_lag_alert_for_s: float = 600.0
+    """The replica-lag alert fires when lag stays above dr_lag_alert_ms this long."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

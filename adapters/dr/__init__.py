@@ -1,0 +1,1 @@
+"""Cross-region DR: two PostgreSQL regions, a link relay, routing and drills."""
