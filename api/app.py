@@ -14,11 +14,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from api.auth import jwt_auth
+from api.controllers.budget import BudgetController
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
 from api.controllers.dr import DrController
 from api.controllers.er import ErController
 from api.controllers.exports import ExportController, PolicyController, ProofController
+from api.controllers.incidents import IncidentController
 from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
@@ -27,6 +29,7 @@ from api.problems import Problem, problem_plugin
 from api.requests import require_json
 from api.services import Services, build_services
 from api.settings import Settings, get_settings
+from api.shaping import add_throttle_header, shaping_hook
 from domain.errors import DomainError
 
 if TYPE_CHECKING:
@@ -97,6 +100,8 @@ def create_app(
             CatalogController,
             ErController,
             DrController,
+            BudgetController,
+            IncidentController,
             LogController,
             healthz,
             readyz,
@@ -107,7 +112,8 @@ def create_app(
         plugins=[problem_plugin()],
         request_max_body_size=settings.max_body_bytes,
         after_exception=[log_unexpected],
-        before_request=require_json,
+        before_request=shaping_hook(lambda: wired.shaping, then=require_json),
+        before_send=[add_throttle_header],
         on_startup=[_handler_threads(settings.threads), wired.start],
         on_shutdown=[wired.close],
         openapi_config=OpenAPIConfig(
@@ -124,5 +130,5 @@ def create_app(
     app.state.services = wired  # for the CLI's in-process tools and the tests
     # Outermost, so that 401s from the auth middleware and unmatched routes
     # get their log line and latency sample too.
-    app.asgi_handler = request_logging(wired.metrics)(app.asgi_handler)
+    app.asgi_handler = request_logging(wired.metrics, wired.meter)(app.asgi_handler)
     return app

@@ -17,6 +17,7 @@ import msgspec
 
 from api.auth import SCOPES, issue_token
 from api.cli_audit import add_commands
+from api.cli_autopilot import add_commands as add_autopilot_commands
 from api.cli_dr import add_commands as add_dr_commands
 from api.cli_er import add_commands as add_er_commands
 from api.progress import Progress
@@ -269,6 +270,7 @@ def parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_er_commands(sub)
     add_dr_commands(sub)
+    add_autopilot_commands(sub)
     return root
 
 

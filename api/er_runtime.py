@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from apscheduler.triggers.cron import CronTrigger
@@ -168,6 +168,14 @@ class ErRuntime:
         due = self.app.due_jobs(now or datetime.now(UTC))
         self.worker.start_all(due)
         return due
+
+    def last_eval(self) -> dict[str, Any] | None:
+        """The last `conductor er eval`'s numbers, if one ran (no values)."""
+        try:
+            found = json.loads((self.root / LAST_EVAL).read_text())
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) and "recall_delta" in found else None
 
     def close(self) -> None:
         self.worker.close()

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from uuid import UUID
 
     from api.metrics import Metrics
     from application.export_pipeline import ExportPipeline
+    from application.metering import Meter
 
 log = structlog.get_logger("conductor.exports")
 
@@ -27,6 +28,10 @@ class ExportWorker:
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
+        self.meter: Meter | None = None
+        """Set by the composition root when metering is on."""
+        self.on_finished: Callable[[UUID, str], None] | None = None
+        """Called with each run's final status (the export-without-proof guard)."""
         self._pool = ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="export"
         )
@@ -54,6 +59,17 @@ class ExportWorker:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def _charge(self, export_id: UUID) -> None:
+        """Meter the bytes delivered (units per GB, from the price table)."""
+        assert self.meter is not None
+        try:
+            export = self.pipeline.exports.load_export(export_id)
+            self.meter.charge_export(
+                export.tenant, export.bytes, int(time.time() * 1000)
+            )
+        except Exception:
+            log.warning("export_not_metered", export_id=str(export_id), exc_info=True)
+
     def _run(self, export_id: UUID) -> None:
         def progress(rows: int, size: int) -> None:
             with self._lock:
@@ -74,6 +90,15 @@ class ExportWorker:
             with self._lock:
                 self._progress.pop(export_id, None)
         elapsed = time.perf_counter() - started
+        if self.meter is not None and status in {"proven", "delivered"}:
+            self._charge(export_id)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(export_id, status)
+            except Exception:
+                log.warning(
+                    "export_guard_failed", export_id=str(export_id), exc_info=True
+                )
         self.metrics.exports_finished.labels(status).inc()
         self.metrics.export_seconds.observe(elapsed)
         log.info(

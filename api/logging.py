@@ -12,11 +12,14 @@ import msgspec
 import structlog
 from litestar.enums import ScopeType
 
+from application.metering import route_class
+
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from api.metrics import Metrics
     from api.settings import Settings
+    from application.metering import Meter
 
 _REQUEST_ID_OK = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
@@ -61,8 +64,9 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
-def request_logging(metrics: Metrics) -> Any:
-    """ASGI middleware: request id, one log line and one latency sample per request."""
+def request_logging(metrics: Metrics, meter: Meter | None = None) -> Any:
+    """ASGI middleware: request id, one log line, one latency sample and (for
+    an authenticated tenant) one metered request per request."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         log = structlog.get_logger("conductor.http")
@@ -100,13 +104,25 @@ def request_logging(metrics: Metrics) -> Any:
                 route = scope.get("path_template") or "unmatched"
                 user = scope.get("user")
                 metrics.observe_request(method, route, status, elapsed)
+                tenant = getattr(user, "tenant", None)
+                if meter is not None and isinstance(tenant, str):
+                    meter.request(
+                        tenant,
+                        route_class(method, route),
+                        method=method,
+                        status=status,
+                        latency_ms=elapsed * 1000,
+                        now_ms=int(time.time() * 1000),
+                    )
+                if status == 429 and isinstance(tenant, str):
+                    metrics.throttled.labels(tenant).inc()
                 log.info(
                     "request_handled",
                     method=method,
                     route=route,
                     status=status,
                     ms=round(elapsed * 1000, 2),
-                    tenant=getattr(user, "tenant", None),
+                    tenant=tenant,
                     sub=getattr(user, "sub", None),
                 )
                 structlog.contextvars.unbind_contextvars("request_id")

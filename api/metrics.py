@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
     from projections.runner import BatchRunner
@@ -150,6 +150,42 @@ class Metrics:
             "Records embedded by ER jobs",
             registry=self.registry,
         )
+
+        self.burn_rate = Gauge(
+            "conductor_burn_rate",
+            "Burn rate by tenant, kind (cost, or the worst SLO) and window",
+            ["tenant", "kind", "window"],
+            registry=self.registry,
+        )
+        self.cost_cap = Gauge(
+            "conductor_cost_cap_units_per_second",
+            "The autopilot's spending cap on a tenant (0: none)",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.autopilot_actions = Counter(
+            "conductor_autopilot_actions_total",
+            "Actions the autopilot took, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "conductor_throttled_requests_total",
+            "Requests refused with 429 by a tenant's token bucket",
+            ["tenant"],
+            registry=self.registry,
+        )
+
+    def autopilot_observed(self, burns: Mapping[str, Any]) -> None:
+        """Gauges from one controller tick (application.autopilot.TenantBurn)."""
+        for tenant, burn in burns.items():
+            for window, value in burn.cost.burn.items():
+                self.burn_rate.labels(tenant, "cost", window).set(value)
+            for window, per_class in burn.slo.items():
+                worst = max(
+                    (max(slis.values()) for slis in per_class.values()), default=0.0
+                )
+                self.burn_rate.labels(tenant, "slo", window).set(worst)
 
     def watch_er_eval(self, path: Path) -> None:
         self.registry.register(_ErEvalCollector(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -16,19 +17,26 @@ from adapters.exports_view import PostgresExportsView, SQLiteExportsView
 from adapters.ledger.store import Ledger, open_ledger
 from adapters.rego import RegoEngine
 from adapters.secrets import FileSecrets
+from adapters.shaping import shaping_store
 from adapters.signer import KeyStore
+from adapters.usage_view import usage_view
 from api.dr_runtime import DrRuntime, dr_runtime
 from api.er_runtime import ErRuntime
 from api.export_worker import ExportWorker
 from api.metrics import Metrics
+from api.shaping import ShapingGate
+from application.autopilot import Autopilot, AutopilotConfig
+from application.budgets import Budgets
 from application.datasets import Datasets
 from application.export_pipeline import ExportPipeline
 from application.exports import Exports
+from application.metering import Meter, PriceTable
 from projections.catalog import CatalogProjection, CatalogView, SearchCache
 from projections.coverage import CatalogQueries
 from projections.exports import ExportsProjection, ExportsView
 from projections.lineage import LineageProjection, LineageView
 from projections.runner import BatchRunner
+from projections.usage import UsageProjection, UsageView
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -79,6 +87,12 @@ class Services:
         lineage: LineageView | None = None,
         er: ErRuntime | None = None,
         dr: DrRuntime | None = None,
+        budgets: Budgets | None = None,
+        usage: UsageView | None = None,
+        meter: Meter | None = None,
+        shaping: ShapingGate | None = None,
+        autopilot: Autopilot | None = None,
+        incidents: Any = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -99,6 +113,17 @@ class Services:
         """ER assist (application, vector store, ANN indexes, job worker)."""
         self.dr = dr
         """The DR router and lag alert, when CONDUCTOR_DR_ROOT names a pair."""
+        self.budgets = budgets
+        self.usage = usage
+        """The usage read model (budgets, per-minute metering buckets)."""
+        self.meter = meter
+        """This process's meter (None: metering off)."""
+        self.shaping = shaping
+        """The token-bucket gate (None: shaping off)."""
+        self.autopilot = autopilot
+        self.incidents = incidents
+        """Guard-breach issues (application.incidents.Incidents)."""
+        self._meter_jobs: Any = None
         self._closed = threading.Event()
         self._scheduler: Any = None
         self.started_at = datetime.now(UTC)
@@ -106,8 +131,11 @@ class Services:
 
     def start(self) -> None:
         """Follow the log in the background and start the periodic jobs."""
-        from api.jobs import scheduler  # noqa: PLC0415 - jobs import this module
+        from api.jobs import meter_scheduler, scheduler  # noqa: PLC0415
 
+        if self.meter is not None:  # every API process meters its own requests
+            self._meter_jobs = meter_scheduler(self)
+            self._meter_jobs.start()
         if not self.settings.projections:
             return  # another process (`conductor project`) keeps the views
         for runner in self.runners.values():
@@ -127,24 +155,40 @@ class Services:
     def export_progress(self, export_id: UUID) -> tuple[int, int] | None:
         return self.worker.progress(export_id)
 
+    def _flush_meter(self) -> None:
+        """On shutdown: the last interval's metering goes to the log too."""
+        if self.meter is None:
+            return
+        try:
+            self.meter.flush(int(datetime.now(UTC).timestamp() * 1000))
+        except Exception:
+            log.warning("metering_lost_at_shutdown", exc_info=True)
+
     def close(self) -> None:
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-        self.worker.close()
+        for jobs in (self._scheduler, self._meter_jobs):
+            if jobs is not None:
+                jobs.shutdown(wait=False)
+        self.worker.close()  # exports and ER jobs finish (and are metered) first
         if self.er is not None:
             self.er.close()
-        if self.dr is not None:
-            self.dr.close()
+        self._flush_meter()
         for runner in self.runners.values():
             runner.stop()
-        if self.lineage is not None:
-            self.lineage.close()
-        self.catalog.close()
-        self.exports_view.close()
-        self.ledger.close()
+        for part in (
+            self.dr,
+            self.lineage,
+            self.shaping.store if self.shaping is not None else None,
+            self.incidents,
+            self.usage,
+            self.catalog,
+            self.exports_view,
+            self.ledger,
+        ):
+            if part is not None:
+                part.close()
 
 
 def build_services(settings: Settings) -> Services:
@@ -181,10 +225,13 @@ def build_services(settings: Settings) -> Services:
         )
 
     catalog = catalog_view(ledger)
+    budgets = Budgets(ledger)
+    usage = usage_view(ledger)
     exports_view = _view(ledger, SQLiteExportsView, PostgresExportsView)
     runners = {
         "catalog": runner(CatalogProjection(view=catalog)),
         "exports": runner(ExportsProjection(view=exports_view)),
+        "usage": runner(UsageProjection(view=usage)),
     }
     lineage = None
     if settings.neo4j_uri:
@@ -201,7 +248,12 @@ def build_services(settings: Settings) -> Services:
     for each in runners.values():
         ledger.chained.add_listener(each.wake)
     metrics.watch_projections(lambda: list(runners.values()))
-    return Services(
+    store = shaping_store(ledger)
+    incidents = build_incidents(settings, ledger, budgets)
+    meter = Meter(budgets, prices(settings)) if settings.metering else None
+    worker = ExportWorker(pipeline, metrics)
+    worker.meter = meter
+    wired = Services(
         settings=settings,
         ledger=ledger,
         datasets=datasets,
@@ -213,8 +265,50 @@ def build_services(settings: Settings) -> Services:
         metrics=metrics,
         keys=keys,
         checkpoints=checkpoints,
-        worker=ExportWorker(pipeline, metrics),
+        worker=worker,
         lineage=lineage,
         er=ErRuntime(settings, ledger, metrics),
         dr=dr_runtime(settings, metrics, ledger) if settings.dr_root else None,
+        budgets=budgets,
+        usage=usage,
+        meter=meter,
+        shaping=ShapingGate(store, refresh_s=settings.shaping_refresh_s)
+        if settings.shaping
+        else None,
+        autopilot=Autopilot(
+            budgets,
+            usage,
+            store,
+            incidents,
+            AutopilotConfig(
+                interval_s=settings.autopilot_interval_s,
+                min_dwell_s=settings.autopilot_min_dwell_s,
+            ),
+        ),
+        incidents=incidents,
+    )
+    from api.jobs import export_finished  # noqa: PLC0415 - jobs import this module
+
+    worker.on_finished = partial(export_finished, wired)
+    return wired
+
+
+def prices(settings: Settings) -> PriceTable:
+    return PriceTable(
+        query_call=settings.price_query_call,
+        command_call=settings.price_command_call,
+        export_gb=settings.price_export_gb,
+        embedding_1k=settings.price_embedding_1k,
+        drill_run=settings.price_drill_run,
+    )
+
+
+def build_incidents(settings: Settings, ledger: Ledger, budgets: Budgets) -> Any:
+    """Guard-breach issues: kept in the database, sent to the webhook if set."""
+    from adapters.incident_store import incident_store  # noqa: PLC0415
+    from adapters.webhook import WebhookSink  # noqa: PLC0415
+    from application.incidents import Incidents  # noqa: PLC0415
+
+    return Incidents(
+        incident_store(ledger), WebhookSink(settings.issue_webhook_url), budgets
     )

@@ -101,6 +101,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dr_lag_alert_for_s: float = 600.0
     """The replica-lag alert fires when lag stays above dr_lag_alert_ms this long."""
 
+    metering: bool = True
+    """Meter every authenticated request (units by the price table below)."""
+    meter_flush_s: float = 5.0
+    """How often each process writes its metering (a crash loses at most this)."""
+    price_query_call: float = 1.0
+    price_command_call: float = 2.0
+    price_export_gb: float = 1000.0
+    price_embedding_1k: float = 10.0
+    price_drill_run: float = 500.0
+    """Units per query, per command, per GB exported, per 1,000 records
+    embedded, per DR drill run."""
+    autopilot: bool = True
+    """Run the cost/SLO controller (in the process that runs the jobs)."""
+    autopilot_interval_s: float = 10.0
+    autopilot_min_dwell_s: float = 600.0
+    """Least time between cap changes, and quiet time before shaping is released."""
+    shaping: bool = True
+    """Enforce the autopilot's token buckets (429 + Retry-After)."""
+    shaping_refresh_s: float = 1.0
+    """How long an API process trusts its cached list of shaped tenants."""
+    issue_webhook_url: str = ""
+    """Where breached guards open issues (POST JSON); empty: incidents are
+    kept and listed (GET /v1/incidents) but sent nowhere."""
+    incident_delivery_interval_s: float = 5.0
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from CONDUCTOR_* keys (others ignored), strictly typed."""

@@ -52,6 +52,15 @@ class LagAlerts(LedgerApplication):
         alert.clear(lag_ms=lag_ms)
         return self._saved(alert)
 
+    def firing(self, regions: tuple[str, ...] = ("A", "B")) -> list[str]:
+        """The regions whose lag alert is firing now."""
+        return [
+            region
+            for region in regions
+            if isinstance(found := self._load(LagAlert.create_id(region)), LagAlert)
+            and found.firing
+        ]
+
     def _alert(self, region: str) -> LagAlert:
         found = self._load(LagAlert.create_id(region))
         if isinstance(found, LagAlert):

@@ -77,6 +77,10 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # it (test_jobs drives the job by hand; exports sign on demand).
         checkpoint_interval_s=3600.0,
         checkpoint_every_events=10**9,
+        # Likewise the meter's flush and the autopilot's tick: the autopilot
+        # tests flush and tick by hand (the meter still flushes on shutdown).
+        meter_flush_s=3600.0,
+        autopilot_interval_s=3600.0,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -35,6 +36,14 @@ def _er(services: Services) -> Any:
     if services.er is None:  # pragma: no cover - build_services always wires it
         raise Problem(503, "ER assist is not configured in this process")
     return services.er
+
+
+def _shaping_reason(services: Services, tenant: str) -> str | None:
+    """Why the tenant is shaped (then forced jobs wait for off-peak), if it is."""
+    if services.shaping is None:
+        return None
+    rule = services.shaping.rules().get(tenant)
+    return None if rule is None else rule.reason
 
 
 def _invalid(error: ValidationError) -> Problem:
@@ -121,9 +130,10 @@ class ErController(Controller):
         MergeDecided events (ids and scores only); the vectors are stored.
         """
         er = _er(services)
+        tenant = principal(request).tenant
         try:
             result = er.app.resolve(
-                tenant=principal(request).tenant,
+                tenant=tenant,
                 entity_set=data.entity_set,
                 records=[ErRecord(r.id, r.fields) for r in data.records],
                 k=data.k,
@@ -132,6 +142,10 @@ class ErController(Controller):
             raise _invalid(error) from None
         except ErCapExceededError as error:
             raise _over_cap(error, services) from None
+        if services.meter is not None:
+            services.meter.charge_embeddings(
+                tenant, len(data.records), int(time.time() * 1000)
+            )
         gate = er.app.policy.gate
         log.info(
             "er_resolved",
@@ -211,13 +225,14 @@ class ErController(Controller):
         """
         er = _er(services)
         who = principal(request)
+        shaped = _shaping_reason(services, who.tenant) if data.force else None
         try:
             job, position = er.app.request_job(
                 tenant=who.tenant,
                 entity_set=data.entity_set,
                 location=data.location,
                 id_column=data.id_column,
-                force=data.force,
+                force=data.force and shaped is None,
                 requester=who.sub,
             )
         except ValidationError as error:
@@ -226,6 +241,13 @@ class ErController(Controller):
             raise _over_cap(error, services) from None
         if job.forced:
             er.worker.start(job.id)
+        if services.meter is not None:
+            services.meter.charge_embeddings(
+                who.tenant, job.records, int(time.time() * 1000)
+            )
+        headers = {"Location": f"/v1/er/jobs/{job.id}"}
+        if shaped is not None:  # the autopilot is shaping this tenant: off-peak
+            headers["x-ig-deferred"] = f"off-peak; reason={shaped}"
         log.info(
             "er_job_requested",
             job_id=str(job.id),
@@ -236,7 +258,7 @@ class ErController(Controller):
         return Response(
             job_out(job, services, position),
             status_code=202,
-            headers={"Location": f"/v1/er/jobs/{job.id}"},
+            headers=headers,
         )
 
     @get(

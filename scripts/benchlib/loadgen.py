@@ -53,8 +53,10 @@ class Server:
     """`python -m api.cli serve --port P` as a child process (own session)."""
 
     def __init__(self, *, root: Path, python: str, database_url: str, var: Path,
-                 secret: str, log_path: Path, workers: int = 1) -> None:
+                 secret: str, log_path: Path, workers: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.workers = workers
+        self.extra_env = extra_env or {}
         self.root = root
         self.python = python
         self.database_url = database_url
@@ -82,6 +84,7 @@ class Server:
             CONDUCTOR_JWT_SECRET=self.secret,
             CONDUCTOR_LOG_LEVEL="warning",
         )
+        env.update(self.extra_env)
         out = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
             [self.python, "-m", "api.cli", "serve", "--port", str(self.port),

@@ -51,7 +51,13 @@ class Server:
     """A `conductor serve` process on a free port."""
 
     def __init__(
-        self, database_url: str, var: Path, log: IO[str], *, workers: int = 1
+        self,
+        database_url: str,
+        var: Path,
+        log: IO[str],
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -66,7 +72,7 @@ class Server:
                 "--workers",
                 str(workers),
             ],
-            env=cli_env(database_url, var),
+            env={**cli_env(database_url, var), **(env or {})},
             cwd=REPO_ROOT,
             stdout=log,
             stderr=log,

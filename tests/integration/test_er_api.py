@@ -223,8 +223,8 @@ def wait_job(client: TestClient[Any], job_id: str, status: str) -> dict[str, Any
     raise AssertionError(f"job {job_id} never became {status}: {body}")
 
 
-def write_people(settings: Settings, rows: int) -> None:
-    folder = settings.data_root_path / "acme"
+def write_people(settings: Settings, rows: int, tenant: str = "acme") -> None:
+    folder = settings.data_root_path / tenant
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["rec_id,given_name,surname,postcode"]
     lines += [f"p{n},name{n % 7},family{n % 11},{2600 + n % 5}" for n in range(rows)]

@@ -140,7 +140,8 @@ def test_an_allowed_export_is_transformed_proven_and_verifies_offline(
     assert body["decision"]["reasons"] == []
     assert len(body["decision"]["inputDigest"]) == 64
     decided_at = client.get(
-        f"/v1/log?after={body['position'] - 1}&limit=1", headers=bearer("acme", "audit.read")
+        f"/v1/log?after={body['position'] - 1}&limit=1",
+        headers=bearer("acme", "audit.read"),
     ).json()["entries"][0]
     assert decided_at["topic"].endswith("Export.Decided")
 

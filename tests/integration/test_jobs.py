@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from api.jobs import (
+    meter_scheduler,
     purge_idempotency_keys,
     refresh_coverage,
     scheduler,
@@ -76,8 +77,10 @@ def test_purge_forgets_only_expired_idempotency_keys(client: TestClient[Any]) ->
 
 
 def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
-    """serve refreshes coverage, purges keys, signs checkpoints on intervals and
-    runs queued ER embedding jobs in the off-peak window."""
+    """serve refreshes coverage, purges keys, signs checkpoints on intervals,
+    runs queued ER embedding jobs in the off-peak window and ticks the
+    autopilot (incidents are delivered only when a webhook is set); every API
+    process flushes its meter."""
     services = client.app.dependencies["services"].dependency()
     jobs = scheduler(services)
     assert {job.id for job in jobs.get_jobs()} == {
@@ -85,7 +88,13 @@ def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
         "idempotency",
         "checkpoint",
         "er-offpeak",
+        "autopilot",
     }
+    assert [job.id for job in meter_scheduler(services).get_jobs()] == ["meter"]
+    services.settings = msgspec.structs.replace(
+        services.settings, issue_webhook_url="http://127.0.0.1:9/hook"
+    )
+    assert "incidents" in {job.id for job in scheduler(services).get_jobs()}
 
 
 def test_a_checkpoint_is_signed_after_n_events_or_t_seconds(

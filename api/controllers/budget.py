@@ -1,0 +1,175 @@
+"""/v1/tenants/{tenant}/budget and /burn: a tenant's budget, and how fast it burns."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
+
+from api.auth import requires
+from api.problems import Problem
+from api.requests import principal
+from api.services import Services
+from application.autopilot import measure
+from domain.budget import TenantBudget, dec
+
+Tenant = FromPath[str]
+
+
+class SloIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    availability: float
+    """Share of requests that must not fail (5xx), e.g. 0.999."""
+    latency_p95_ms: int
+    """95 % of requests answer within this (one of the meter's bounds)."""
+
+
+class BudgetIn(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    period: str
+    """hour, day, week or month (UTC calendar periods)."""
+    cost_cap_units: float
+    """Units the tenant may spend per period."""
+    slo: dict[str, SloIn] = msgspec.field(default_factory=dict)
+    """Route class (query, command, export, embedding, drill) -> targets."""
+
+
+def _budget_json(budget: TenantBudget) -> dict[str, Any]:
+    return {
+        "tenant": budget.tenant,
+        "version": budget.version,
+        "period": budget.period,
+        "costCapUnits": float(budget.cost_cap_units),
+        "slo": {
+            rc: {
+                "availability": float(t["availability"]),
+                "latencyP95Ms": int(t["latency_p95_ms"]),
+            }
+            for rc, t in budget.slo.items()
+        },
+        "capUnitsPerS": None
+        if budget.cap_units_per_s is None
+        else float(budget.cap_units_per_s),
+        "shaping": {
+            reason: {"rate": float(r["rate"]), "burst": float(r["burst"])}
+            for reason, r in budget.shaping.items()
+        },
+        "guards": sorted(budget.guards),
+        "issues": dict(budget.issues),
+    }
+
+
+def _own(request: Request[Any, Any, Any], tenant: str) -> str:
+    """The path's tenant must be the token's (other tenants do not exist here)."""
+    if principal(request).tenant != tenant:
+        raise Problem(404, f"tenant {tenant} not found")
+    return tenant
+
+
+def _budgets(services: Services) -> Any:
+    if services.budgets is None:
+        raise Problem(503, "budgets are not available in this process")
+    return services.budgets
+
+
+class BudgetController(Controller):
+    path = "/v1/tenants/{tenant:str}"
+    tags = ["autopilot"]  # noqa: RUF012
+
+    @put(
+        "/budget",
+        operation_id="SetBudget",
+        sync_to_thread=True,
+        guards=[requires("budget.admin")],
+    )
+    def set_budget(
+        self,
+        request: Request[Any, Any, Any],
+        tenant: Tenant,
+        data: JSONBody[BudgetIn],
+        services: NamedDependency[Services],
+    ) -> Response[dict[str, Any]]:
+        """Set the period, cost cap and SLO targets (201 first time, then 200)."""
+        _own(request, tenant)
+        budgets = _budgets(services)
+        slo = {
+            rc: {
+                "availability": dec(t.availability, 6),
+                "latency_p95_ms": t.latency_p95_ms,
+            }
+            for rc, t in data.slo.items()
+        }
+        result = budgets.set_budget(
+            tenant,
+            period=data.period,
+            cost_cap_units=Decimal(repr(float(data.cost_cap_units))),
+            slo=slo,
+            at_ms=int(time.time() * 1000),
+        )
+        budget = budgets.budget(tenant)
+        headers = {"x-ig-position": str(result.position)} if result.position else {}
+        return Response(
+            _budget_json(budget),
+            status_code=201 if result.created else 200,
+            headers=headers,
+        )
+
+    @get(
+        "/budget",
+        operation_id="GetBudget",
+        sync_to_thread=True,
+        guards=[requires("budget.admin", "audit.read")],
+    )
+    def get_budget(
+        self,
+        request: Request[Any, Any, Any],
+        tenant: Tenant,
+        services: NamedDependency[Services],
+    ) -> dict[str, Any]:
+        """The budget and the autopilot's standing decisions (cap, shaping, guards)."""
+        _own(request, tenant)
+        budget = _budgets(services).budget(tenant)
+        if budget is None or not budget.period:
+            raise Problem(404, f"tenant {tenant} has no budget")
+        return _budget_json(budget)
+
+    @get(
+        "/burn",
+        operation_id="GetBurn",
+        sync_to_thread=True,
+        guards=[requires("budget.admin", "audit.read")],
+    )
+    def get_burn(
+        self,
+        request: Request[Any, Any, Any],
+        tenant: Tenant,
+        services: NamedDependency[Services],
+    ) -> dict[str, Any]:
+        """Cost burn and SLO error-budget burn over 5 m, 30 m, 1 h, 6 h and 3 d."""
+        _own(request, tenant)
+        if services.usage is None:
+            raise Problem(503, "the usage read model is not available")
+        row = next((r for r in services.usage.budgets() if r.tenant == tenant), None)
+        if row is None:
+            raise Problem(404, f"tenant {tenant} has no budget")
+        burn = measure(services.usage, row, time.time())
+        evidence = burn.evidence()
+        return {
+            "tenant": tenant,
+            "cost": evidence["cost"],
+            "slo": evidence["sloBurn"],
+            "alerts": evidence["alerts"],
+            "page": burn.page,
+            "ticket": burn.ticket,
+            "requests": {
+                window: {rc: c.to_json() for rc, c in per.items()}
+                for window, per in burn.windows.items()
+            },
+            "capUnitsPerS": row.cap_units_per_s,
+            "shaping": row.shaping or {},
+        }

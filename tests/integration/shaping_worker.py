@@ -1,0 +1,48 @@
+"""A process that hammers one tenant's bucket (spawned by test_shaping_store).
+
+Kept apart from the test module so that a spawned child imports only this.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from adapters.ledger.store import open_ledger
+from adapters.shaping import shaping_store
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.sharedctypes import Synchronized
+    from multiprocessing.synchronize import Event
+
+
+def hammer(
+    url: str,
+    tenant: str,
+    duration_s: float,
+    ready: Queue[object],
+    go: Event,
+    start: Synchronized[float],
+) -> None:
+    """Take as fast as possible for duration_s after ``go``; report the counts."""
+    ledger = open_ledger(url, pool_size=1)
+    store = shaping_store(ledger)
+    try:
+        ready.put("ready")
+        go.wait()
+        end = start.value + duration_s
+        allowed = denied = 0
+        first = last = time.time()
+        while (now := time.time()) < end:
+            result = store.take(tenant, now=now)
+            assert result is not None
+            if result.allowed:
+                allowed += 1
+            else:
+                denied += 1
+            last = now
+        ready.put((allowed, denied, first, last))
+    finally:
+        store.close()
+        ledger.close()
