@@ -12,7 +12,9 @@ from litestar.di import Provide
 from litestar.exceptions import InternalServerException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsException
 
+from adapters.dr.router import RegionError
 from api.auth import jwt_auth
 from api.controllers.budget import BudgetController
 from api.controllers.catalog import CatalogController
@@ -25,7 +27,7 @@ from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
 from api.logging import configure_logging, request_logging
-from api.problems import Problem, problem_plugin
+from api.problems import problem_plugin, region_problem
 from api.requests import require_json
 from api.services import Services, build_services
 from api.settings import Settings, get_settings
@@ -50,9 +52,13 @@ async def log_unexpected(error: Exception, scope: Scope) -> None:
     if _client_went_away(error):  # nobody to answer: not a server fault
         _log.info("client_disconnected", route=route)
         return
-    if isinstance(error, Problem):  # a deliberate 5xx (replica lag, read-only)
+    refused = region_problem(error) if isinstance(error, RegionError) else error
+    if isinstance(refused, ProblemDetailsException):  # deliberate: lag, read-only
         _log.warning(
-            "request_refused", route=route, status=status, type=error.type_
+            "request_refused",
+            route=route,
+            status=refused.status_code,
+            type=refused.type_,
         )
         return
     _log.error("request_failed", route=route, exc_info=error)

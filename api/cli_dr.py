@@ -14,8 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 if TYPE_CHECKING:
     import argparse
 
@@ -36,6 +34,8 @@ def _root(settings: Settings, args: argparse.Namespace) -> Path:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.dr.daemon import PASSWORD_ENV  # noqa: PLC0415
+    from adapters.dr.lineage_follower import FOLLOWER_REGION, store_path  # noqa: PLC0415
     from adapters.dr.pair import RegionPair  # noqa: PLC0415
     from adapters.dr.site import create_site  # noqa: PLC0415
 
@@ -46,7 +46,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     site = create_site(root, sync=args.sync, link_delay_ms=args.link_delay_ms)
     site.close(destroy=False)  # the daemon takes over the relay and heartbeat
     daemon = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
-        [sys.executable, "-m", "adapters.dr.daemon", str(root)],
+        [sys.executable, "-m", "adapters.dr.daemon", str(root), *_lineage(settings)],
+        env={**os.environ, PASSWORD_ENV: settings.neo4j_password},
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -61,8 +62,21 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         f"DR pair up in {root}: A primary :{pair.state.ports['A']}, B standby "
         f":{pair.state.ports['B']} ({mode}, link delay {args.link_delay_ms} ms)"
     )
+    store = settings.neo4j_uri or store_path(root, FOLLOWER_REGION)
+    print(f"region {FOLLOWER_REGION} lineage follows its log into {store}")
     print(f"serve with CONDUCTOR_DR_ROOT={root} CONDUCTOR_DR_REGION=A|B")
     return 0
+
+
+def _lineage(settings: Settings) -> list[str]:
+    """The daemon's lineage options: region B's store in Neo4j if configured."""
+    if not settings.neo4j_uri:
+        return []
+    return [
+        f"--neo4j-uri={settings.neo4j_uri}",
+        f"--neo4j-user={settings.neo4j_user}",
+        f"--neo4j-database={settings.neo4j_database}",
+    ]
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
@@ -113,6 +127,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.dr.site import create_site  # noqa: PLC0415
     from api.dr_drill import DrillOptions, run_drill  # noqa: PLC0415
@@ -125,28 +143,34 @@ def cmd_drill(settings: Settings, args: argparse.Namespace) -> int:
         f"starting two regions ({'sync' if args.sync else 'async'}, "
         f"link delay {args.link_delay_ms} ms) in {root}"
     )
-    site = create_site(root / "pair", sync=args.sync, link_delay_ms=args.link_delay_ms)
+    # SIGTERM unwinds like Ctrl-C: the API server, the clusters and the
+    # directory go too (no orphans either way).
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        drill_settings = msgspec.structs.replace(
-            settings, dr_root=str(site.pair.root), dr_region="B"
+        site = create_site(
+            root / "pair", sync=args.sync, link_delay_ms=args.link_delay_ms
         )
-        options = DrillOptions(
-            mode=args.mode,
-            write_rate=args.write_rate,
-            read_rate=args.read_rate,
-            baseline_s=args.baseline_s,
-            window_s=args.window_s,
-        )
-        evidence = run_drill(
-            site,
-            drill_settings,
-            options,
-            out_dir=settings.var_path / "dr-evidence",
-            say=_say,
-        )
+        try:
+            options = DrillOptions(
+                mode=args.mode,
+                write_rate=args.write_rate,
+                read_rate=args.read_rate,
+                baseline_s=args.baseline_s,
+                window_s=args.window_s,
+                api=args.api,
+            )
+            evidence = run_drill(
+                site,
+                settings,
+                options,
+                out_dir=settings.var_path / "dr-evidence",
+                say=_say,
+            )
+        finally:
+            site.close(destroy=True)
     finally:
-        site.close(destroy=True)
         shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
     if args.json:
         print(json.dumps(evidence, indent=2))
     else:
@@ -215,6 +239,12 @@ def add_commands(sub: Any) -> None:
     drill.add_argument("--read-rate", type=int, default=100, help="reads/s")
     drill.add_argument("--baseline-s", type=float, default=3.0)
     drill.add_argument("--window-s", type=float, default=3.0)
+    drill.add_argument(
+        "--api",
+        choices=["server", "in-process"],
+        default="server",
+        help="the load's API: a `conductor serve` process (default) or in-process",
+    )
     drill.add_argument("--json", action="store_true", help="print the evidence")
     up.set_defaults(func=cmd_up)
     down.set_defaults(func=cmd_down)

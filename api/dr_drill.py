@@ -1,7 +1,8 @@
 """The DR drill: load through the API, lose the primary, promote, return, sign.
 
-Steady writes (a ledger of acknowledged commands) and reads go through the
-real application (litestar handlers, router, TLS connections). Failover cuts
+Steady writes (a ledger of acknowledged commands) and reads go over HTTP
+through the real application: a `conductor serve` process the drill starts
+and stops (api.dr_server), or, on request, an in-process client. Failover cuts
 the replication link and kills every process of the primary; switchover hands
 over gracefully. RTO runs from the loss to the first acknowledged write on the
 new primary; RPO counts acknowledged commands missing from it afterwards.
@@ -15,21 +16,22 @@ import json
 import logging
 import math
 import platform
+import shutil
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from litestar.testing import TestClient
 
 from adapters.dr.evidence import EVIDENCE_TYPE, evidence_digest, sign_evidence
 from adapters.dr.roles import promote, rewind_as_standby, switchover, wait_caught_up
-from api.app import create_app
-from api.auth import issue_token
 from api.dr_load import DrillOptions, Load, p95
+from api.dr_server import open_api
+from application.budgets import Budgets
 from application.drills import Drills
+from application.metering import Meter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,6 +45,12 @@ if TYPE_CHECKING:
 
 __all__ = ["TENANT", "DrillOptions", "run_drill"]
 TENANT = "drill"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 RTO_TARGET_MS = 5000
 ASYNC_RPO_TARGET_MS = 1000
 
@@ -73,23 +81,20 @@ class DrillRun:
 
     def run(self) -> dict[str, Any]:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request
-        app = create_app(self.settings)
-        token = issue_token(
-            self.settings.resolved_jwt_secret(),
-            tenant=TENANT,
-            scopes=["dr.operate"],
-            sub="drill",
-            ttl=timedelta(hours=1),
-        )
-        with TestClient(app, timeout=60) as client:
-            self.drills = Drills(app.state.services.ledger)
+        with open_api(
+            self.settings, self.options, pair_root=self.pair.root, region=self.new
+        ) as api:
+            self.api = api
+            self.say(api.where())
+            self.drills = Drills(api.ledger)
             self.drill: Failover = self.drills.start_drill(
                 mode=self.options.mode,
                 sync=self.pair.state.sync,
                 primary=self.old,
                 standby=self.new,
             )
-            self.load = Load(client, {"Authorization": f"Bearer {token}"}, self.options)
+            headers = api.bearer(tenant=TENANT, scopes=["dr.operate"])
+            self.load = Load(api.writer, api.reader, headers, self.options)
             self.load.start()
             try:
                 self._baseline()
@@ -98,15 +103,27 @@ class DrillRun:
                 time.sleep(self.options.window_s)
             finally:
                 self.load.finish()
+                api.stop()  # the load is over; the return needs no API
             self._measure()
             self._return()
-            return self._sign(app.state.services.keys)
+            evidence = self._sign(api.keys)
+            self._meter()
+            return evidence
+
+    def _meter(self) -> None:
+        """A drill run costs its tenant units too (CONDUCTOR_PRICE_DRILL_RUN)."""
+        from api.services import prices  # noqa: PLC0415 - services import this module
+
+        meter = Meter(Budgets(self.api.ledger), prices(self.settings))
+        meter.charge(TENANT, "drill", meter.prices.drill_run, _now_ms())
+        meter.flush(_now_ms())
 
     def _record(self) -> None:
         self.drills.record(self.drill)
 
     def _baseline(self) -> None:
         time.sleep(self.options.baseline_s)
+        self.api.check()
         self.lost_at = time.monotonic()
         self.baseline = self.load.latencies(0.0, self.lost_at)
         self.drill.measure_baseline(
@@ -136,7 +153,9 @@ class DrillRun:
         self.drill.fence(epoch=self.promotion.epoch)
         self.drill.promote(lsn=self.promotion.lsn)
         self._record()
-        self.resumed_at = self.load.first_ack_after(self.lost_at, self.new)
+        self.resumed_at = self.load.first_ack_after(
+            self.lost_at, self.new, check=self.api.check
+        )
         rto_ms = int((self.resumed_at - self.lost_at) * 1000)
         self.drill.resume_writes(rto_ms=rto_ms)
         self._record()
@@ -211,8 +230,10 @@ class DrillRun:
             f"postgres_{c.data_dir.parent.name}": _sha256_file(c.log_file)
             for c in self.pair.clusters()
         }
+        api = self._api_evidence(logs)
         path = self.out_dir / f"dr-evidence-{self.drill.id}.json"
-        signed = sign_evidence(self._document(path, logs), keys)
+        document = {**self._document(path, logs), "api": api}
+        signed = sign_evidence(document, keys)
         path.write_text(json.dumps(signed, indent=2), encoding="utf-8")
         signature = signed["signature"]["signatures"][0]
         self.drill.sign_evidence(
@@ -222,6 +243,16 @@ class DrillRun:
         )
         self._record()
         return signed
+
+    def _api_evidence(self, logs: dict[str, str]) -> dict[str, Any]:
+        """The evidence's ``api`` part; a server's log is kept (and hashed)."""
+        api = self.api.describe()
+        if self.api.server is not None:  # its directory goes when the drill ends
+            kept = self.out_dir / f"dr-api-{self.drill.id}.log"
+            shutil.copyfile(self.api.server.log_path, kept)
+            logs["api_server"] = _sha256_file(kept)
+            api["log"] = str(kept)
+        return api
 
     def _document(self, path: Path, logs: dict[str, str]) -> dict[str, Any]:
         n, sync = self.numbers, self.pair.state.sync

@@ -16,6 +16,12 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from adapters.dr.router import (
+    ReadOnlyReplicaError,
+    RegionError,
+    RegionUnavailableError,
+    StaleEpochError,
+)
 from domain.errors import (
     ConflictError,
     DatasetNameTakenError,
@@ -195,6 +201,42 @@ def _encoding(_: UnicodeDecodeError) -> ProblemDetailsException:
     return _bad_json("the body is not UTF-8")
 
 
+def region_problem(error: RegionError) -> ProblemDetailsException:
+    """503 for the DR regions' states (adapters.dr): never a 500, never half a write."""
+    retry = {"Retry-After": str(error.retry_after_s)}
+    if isinstance(error, ReadOnlyReplicaError):
+        return Problem(
+            503,
+            f"region {error.region} is a read-only replica; writes go to the "
+            f"primary {error.primary or '(none reachable)'}",
+            kind="read-only-replica",
+            title="Writes go to the primary region",
+            headers=retry,
+            region=error.region,
+            primary=error.primary,
+        )
+    if isinstance(error, StaleEpochError):
+        return Problem(
+            503,
+            str(error),
+            kind="stale-epoch",
+            title="The region is fenced by a newer epoch",
+            headers=retry,
+            region=error.region,
+            nodeEpoch=error.node_epoch,
+            epoch=error.epoch,
+        )
+    lag = error.lag_ms if isinstance(error, RegionUnavailableError) else None
+    return Problem(
+        503,
+        str(error),
+        kind="region-unavailable",
+        title="No region can answer within the staleness limit",
+        headers=retry,
+        lagMs=lag,
+    )
+
+
 def _internal(_: Exception) -> ProblemDetailsException:
     return Problem(500, "an internal error occurred; see the server log")
 
@@ -205,6 +247,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
         HTTPException: _http,
         DomainError: _domain,
         UnicodeDecodeError: _encoding,
+        RegionError: region_problem,
         Exception: _internal,
     }
     return ProblemDetailsPlugin(

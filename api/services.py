@@ -20,7 +20,7 @@ from adapters.secrets import FileSecrets
 from adapters.shaping import shaping_store
 from adapters.signer import KeyStore
 from adapters.usage_view import usage_view
-from api.dr_runtime import DrRuntime, dr_runtime
+from api.dr_runtime import DrRuntime, dr_ledger, dr_runtime, uses_dr_ledger
 from api.er_runtime import ErRuntime
 from api.export_worker import ExportWorker
 from api.metrics import Metrics
@@ -193,7 +193,11 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Open the log, the applications, the views and their runners."""
-    ledger = open_ledger(settings.resolved_database_url, pool_size=settings.pool_size)
+    ledger = (
+        dr_ledger(settings)  # on the DR pair's primary, following it
+        if uses_dr_ledger(settings)
+        else open_ledger(settings.resolved_database_url, pool_size=settings.pool_size)
+    )
     ledger.chained.idempotency_ttl_s = settings.idempotency_ttl_s
     regions = frozenset(settings.regions)
     datasets = Datasets(ledger, regions=regions)

@@ -31,7 +31,11 @@ STALENESS_SQL = (
 
 
 class Heartbeat:
-    """A thread writing the heartbeat row on whichever region is primary."""
+    """A thread writing the heartbeat row on whichever region is primary.
+
+    It follows ``pair.state``: when the primary or the epoch changes it
+    reconnects to the new primary at the next beat.
+    """
 
     def __init__(self, pair: RegionPair, interval: float = HEARTBEAT_S) -> None:
         self._pair = pair
@@ -52,22 +56,36 @@ class Heartbeat:
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
+        writing_to: tuple[str, int] | None = None
         while not self._stop.wait(self._interval):
+            # Read the pair's state every beat: a promotion moves the primary
+            # and bumps the epoch (in this process, or, in the daemon, in
+            # dr.json as followed by adapters.dr.site.StateFollower).
+            state = self._pair.state
+            where = (state.primary, state.epoch)
+            if conn is not None and where != writing_to:
+                log.info("heartbeat_moved", region=where[0], epoch=where[1])
+                _close(conn)
+                conn = None
             try:
                 if conn is None or conn.closed:
-                    conn = self._pair.connect(self._pair.state.primary)
+                    conn = self._pair.connect(where[0])
                     conn.execute("SET synchronous_commit = local")
+                    writing_to = where
                 conn.execute(
                     "UPDATE dr_heartbeat SET at = clock_timestamp(), "
                     "beats = beats + 1 WHERE id = 1"
                 )
                 self.beats += 1
             except psycopg.Error:
-                if conn is not None:
-                    with contextlib.suppress(psycopg.Error):
-                        conn.close()
+                _close(conn)
                 conn = None  # the primary is gone or moved: reconnect next beat
-        if conn is not None:
+        _close(conn)
+
+
+def _close(conn: psycopg.Connection[Any] | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(psycopg.Error):
             conn.close()
 
 

@@ -363,8 +363,6 @@ class DatasetController(Controller):
         limit: Limit = 20,
     ) -> Response[DatasetPage]:
         """Full-text search with facet counts, filters and a keyset cursor."""
-        runner = services.runners["catalog"]
-        headers = read_model(request, runner, services.settings.min_position_wait_s)
         query = CatalogQuery(
             tenant=principal(request).tenant,
             q=q or "",
@@ -377,8 +375,17 @@ class DatasetController(Controller):
         )
         if after:
             query = dataclasses.replace(query, after=decode_cursor(query, after))
-        page, cached = services.search.search(query, int(headers["x-ig-position"]))
-        headers["x-ig-cache"] = "hit" if cached else "miss"
+        # x-ig-read-from on a DR pair: a standby's replicated catalog may answer.
+        dr = services.dr
+        route = dr.search_catalog(request.headers, query) if dr is not None else None
+        if route is not None and route.page is not None:
+            page, headers = route.page, route.headers
+        else:
+            runner = services.runners["catalog"]
+            headers = read_model(request, runner, services.settings.min_position_wait_s)
+            page, cached = services.search.search(query, int(headers["x-ig-position"]))
+            headers["x-ig-cache"] = "hit" if cached else "miss"
+            headers.update(route.headers if route is not None else {})
         body = DatasetPage(
             items=[row_out(r) for r in page.items],
             total=page.total,

@@ -1,18 +1,22 @@
-"""/v1/dr: commands written to the primary region, reads routed by header."""
+"""/v1/dr: commands written to the primary region, reads routed by header.
+
+Lineage reads are answered by this region's own lineage store (region B's is
+kept by its follower from the replicated log).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from adapters.dr.router import (
-    READ_FROM,
     DrRouter,
     KeyReusedError,
     ReadOnlyReplicaError,
@@ -20,8 +24,11 @@ from adapters.dr.router import (
     StaleEpochError,
 )
 from api.auth import requires
-from api.problems import Problem
+from api.controllers.datasets import Depth
+from api.dr_runtime import DrRuntime, read_from
+from api.problems import Problem, region_problem
 from api.requests import principal
+from api.schemas import LineageEdgeOut, LineageNodeOut, LineageOut
 from api.services import Services
 
 Key = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
@@ -42,63 +49,14 @@ class DrCommandOut(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     region: str
 
 
-def _router(services: Services) -> DrRouter:
+def _runtime(services: Services) -> DrRuntime:
     if services.dr is None:
         raise Problem(404, "no DR pair is configured (set CONDUCTOR_DR_ROOT)")
-    return services.dr.router
+    return services.dr
 
 
-def _read_from(request: Request[Any, Any, Any]) -> str:
-    value = request.headers.get("x-ig-read-from", "nearest").strip().lower()
-    if value not in READ_FROM:
-        raise Problem(
-            400,
-            f"x-ig-read-from must be one of {', '.join(READ_FROM)}",
-            errors=[
-                {
-                    "field": "x-ig-read-from",
-                    "rule": "enum",
-                    "message": f"one of {', '.join(READ_FROM)}",
-                }
-            ],
-        )
-    return value
-
-
-def _unavailable(error: Exception) -> Problem:
-    """503 problems for the regions' states; never a 500, never half a write."""
-    retry = {"Retry-After": "1"}
-    if isinstance(error, ReadOnlyReplicaError):
-        return Problem(
-            503,
-            f"region {error.region} is a read-only replica; writes go to the "
-            f"primary {error.primary or '(none reachable)'}",
-            kind="read-only-replica",
-            title="Writes go to the primary region",
-            headers=retry,
-            region=error.region,
-            primary=error.primary,
-        )
-    if isinstance(error, StaleEpochError):
-        return Problem(
-            503,
-            str(error),
-            kind="stale-epoch",
-            title="The region is fenced by a newer epoch",
-            headers=retry,
-            region=error.region,
-            nodeEpoch=error.node_epoch,
-            epoch=error.epoch,
-        )
-    assert isinstance(error, RegionUnavailableError)
-    return Problem(
-        503,
-        str(error),
-        kind="region-unavailable",
-        title="No region can answer within the staleness limit",
-        headers=retry,
-        lagMs=error.lag_ms,
-    )
+def _router(services: Services) -> DrRouter:
+    return _runtime(services).router
 
 
 class DrController(Controller):
@@ -128,7 +86,7 @@ class DrController(Controller):
                 errors=[{"field": "key", "rule": "unique", "message": str(error)}],
             ) from None
         except (ReadOnlyReplicaError, StaleEpochError, RegionUnavailableError) as error:
-            raise _unavailable(error) from None
+            raise region_problem(error) from None
         body = DrCommandOut(
             key=written.key,
             payload_sha256=digest,
@@ -145,13 +103,11 @@ class DrController(Controller):
         services: NamedDependency[Services],
     ) -> Response[DrCommandOut]:
         """Read a command from the region x-ig-read-from picks."""
-        read_from = _read_from(request)
+        where = read_from(request.headers.get("x-ig-read-from", "nearest"))
         try:
-            read = _router(services).read_command(
-                principal(request).tenant, key, read_from
-            )
+            read = _router(services).read_command(principal(request).tenant, key, where)
         except RegionUnavailableError as error:
-            raise _unavailable(error) from None
+            raise region_problem(error) from None
         headers = {"x-ig-read-region": read.region}
         if read.stale_ms:
             headers["x-ig-stale-read"] = str(read.stale_ms)
@@ -162,5 +118,47 @@ class DrController(Controller):
             payload_sha256=read.row[1],
             epoch=read.row[2],
             region=read.row[3],
+        )
+        return Response(body, headers=headers)
+
+    @get(
+        "/lineage/{dataset_id:uuid}", operation_id="ReadDrLineage", sync_to_thread=True
+    )
+    def read_lineage(
+        self,
+        request: Request[Any, Any, Any],
+        dataset_id: FromPath[UUID],
+        services: NamedDependency[Services],
+        direction: FromQuery[Literal["up", "down"]] = "up",
+        depth: Depth = 3,
+    ) -> Response[LineageOut]:
+        """Walk the lineage in this region's store (region B's survives failover)."""
+        lineage = _runtime(services).lineage
+        if lineage is None or not lineage.available():
+            region = services.settings.dr_region
+            raise Problem(404, f"region {region} keeps no lineage store")
+        read = lineage.read(principal(request).tenant, dataset_id, direction, depth)
+        headers = {"x-ig-read-region": read.region, "x-ig-position": str(read.position)}
+        if read.lag_events is not None:
+            headers["x-ig-lag-events"] = str(read.lag_events)
+        if read.stale_ms:
+            headers["x-ig-stale-read"] = str(read.stale_ms)
+        if not read.graph.nodes:
+            raise Problem(
+                404,
+                f"dataset {dataset_id} not found in region {read.region}",
+                headers=headers,
+            )
+        body = LineageOut(
+            root=dataset_id,
+            direction=direction,
+            depth=depth,
+            nodes=[
+                LineageNodeOut(id=n.id, name=n.name, status=n.status, depth=n.depth)
+                for n in read.graph.nodes
+            ],
+            edges=[
+                LineageEdgeOut(downstream=d, upstream=u) for d, u in read.graph.edges
+            ],
         )
         return Response(body, headers=headers)

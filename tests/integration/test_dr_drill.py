@@ -6,10 +6,13 @@ the drill returns to A as the primary, so later tests find the pair as made.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -29,7 +32,6 @@ from tests.conftest import REPO_ROOT, SECRET
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from domain.failover import Failover
 
@@ -103,9 +105,16 @@ def test_sync_failover_drill_loses_nothing_and_its_evidence_verifies(
     try:
         drill: Failover = Drills(ledger).load_drill(UUID(evidence["drill_id"]))
         assert drill.status == "signed"
-        topics = [e.topic.rsplit(":", 1)[-1] for e in ledger.entries(after=0, limit=99)]
+        entries = ledger.entries(after=0, limit=99)
+        topics = [e.topic.rsplit(":", 1)[-1] for e in entries]
+        usage = [
+            json.loads(e.state) for e in entries if e.topic.endswith("UsageRecorded")
+        ]
     finally:
         ledger.close()
+    # the run is metered: the drill's tenant is charged the price of a drill
+    assert [(u["tenant"], list(u["classes"])) for u in usage] == [("drill", ["drill"])]
+    assert float(usage[0]["classes"]["drill"]["units"]["_data_"]) == 500.0
     assert [t for t in topics if t.startswith("Failover")] == [
         f"Failover.{name}"
         for name in (
@@ -122,6 +131,8 @@ def test_sync_failover_drill_loses_nothing_and_its_evidence_verifies(
         )
     ]
 
+    _assert_load_went_over_http(evidence, tmp_path / "out")
+
     path = tmp_path / "out" / f"dr-evidence-{evidence['drill_id']}.json"
     assert json.loads(path.read_text())["evidence_path"] == str(path)
     ok = _verify(path, var)
@@ -134,6 +145,44 @@ def test_sync_failover_drill_loses_nothing_and_its_evidence_verifies(
     bad = _verify(path, var)
     assert bad.returncode == 1
     assert "differs from what was signed" in bad.stdout
+
+
+def _assert_load_went_over_http(evidence: dict[str, Any], out: Path) -> None:
+    """The load reached a separate `conductor serve` process, now stopped."""
+    api = evidence["api"]
+    assert api["mode"] == "server"
+    assert api["pid"] != os.getpid()
+    assert api["url"].startswith("http://127.0.0.1:")
+    assert not api["killed"]  # SIGTERM sufficed (uvicorn exits with -15 then)
+    assert api["exit_code"] in {0, -15}
+    assert not Path(f"/proc/{api['pid']}").exists()  # and reaped: no orphan
+    log = Path(api["log"])
+    assert log.parent == out
+    digest = hashlib.sha256(log.read_bytes()).hexdigest()
+    assert evidence["log_sha256"]["api_server"] == digest
+    lines = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"request_handled"' in line
+    ]
+    assert len(lines) == api["requests_logged"]
+    # Every acknowledged command is a logged POST that the server answered
+    # 200/201 (the load names its requests after the command keys).
+    posted = {
+        line["request_id"]
+        for line in lines
+        if line["method"] == "POST" and line["status"] in {200, 201}
+    }
+    acks = (out / f"dr-acks-{evidence['drill_id']}.jsonl").read_text().splitlines()
+    assert len(acks) == evidence["writes_acknowledged"]
+    assert {f"drill-{json.loads(a)['key']}" for a in acks} <= posted
+    reads = [
+        line
+        for line in lines
+        if line["method"] == "GET" and line["request_id"].startswith("drill-r-")
+    ]
+    assert {line["route"] for line in reads} == {"/v1/dr/commands/{key}"}
+    assert len(reads) >= evidence["reads_baseline"] + evidence["reads_window"]
 
 
 def test_old_primary_is_fenced_after_failover_no_split_brain(
@@ -188,9 +237,15 @@ def async_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def test_async_drill_reports_its_rpo_honestly(async_site: Site, tmp_path: Path) -> None:
-    """Async, 25 ms link: the reported RPO equals the acknowledged keys missing."""
+    """Async, 25 ms link: the reported RPO equals the acknowledged keys missing.
+
+    This one drives the load through the in-process client (the option kept
+    for tests); the sync drill above goes through a server process.
+    """
     settings = _settings(async_site, tmp_path / "var")
-    evidence = run_drill(async_site, settings, SHORT, out_dir=tmp_path / "out")
+    options = dataclasses.replace(SHORT, api="in-process")
+    evidence = run_drill(async_site, settings, options, out_dir=tmp_path / "out")
+    assert evidence["api"] == {"mode": "in-process", "pid": os.getpid()}
     ledger = [
         json.loads(line)
         for line in (tmp_path / "out" / f"dr-acks-{evidence['drill_id']}.jsonl")

@@ -1,0 +1,139 @@
+"""Catalog reads from a region's replicated copy of the read model.
+
+With the API's log on the pair (adapters.dr.primary_ledger) the catalog's
+tables and tracking position live in the primary's database and replicate
+with it, so a standby holds a consistent, slightly older catalog. A read
+asked of a standby is answered there when the region is up, no staler than
+the TTL and (if the caller names one) at or past the wanted log position;
+otherwise the caller falls back to the primary. Staleness is the replayed
+heartbeat's age, as for the DR router (adapters.dr.health).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import psycopg
+from eventsourcing import persistence
+from psycopg.rows import tuple_row
+
+from adapters.catalog_postgres import PostgresCatalogView
+from adapters.dr.health import STALENESS_SQL
+from adapters.dr.region_log import open_region_log
+from projections.runner import APPLICATION_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from adapters.dr.pair import RegionPair
+    from adapters.ledger.store import Ledger
+    from projections.catalog import CatalogView
+
+T = TypeVar("T")
+_DOWN_FOR_S = 0.5
+"""A region that just failed is skipped this long (reads go to the primary)."""
+
+
+@dataclass(frozen=True)
+class RegionRead(Generic[T]):
+    """What a region's catalog answered, and how current it was."""
+
+    value: T
+    region: str
+    stale_ms: int
+    position: int
+    """The region's catalog tracking position (log position it reflects)."""
+    lag_events: int
+    """Entries of the region's log its catalog has not applied yet."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why the region did not answer (the primary should)."""
+
+    region: str
+    reason: str
+    stale_ms: int | None = None
+
+
+@dataclass
+class _Copy:
+    log: Ledger
+    view: PostgresCatalogView
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.log.close()
+
+
+class RegionCatalogs:
+    """Read-only catalog views in the pair's regions, opened on first use."""
+
+    def __init__(self, pair: Callable[[], RegionPair], *, ttl_ms: int) -> None:
+        self._pair = pair
+        self.ttl_ms = ttl_ms
+        self._copies: dict[str, _Copy] = {}
+        self._down_until: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def read(
+        self,
+        region: str,
+        work: Callable[[CatalogView], T],
+        *,
+        min_position: int | None = None,
+    ) -> RegionRead[T] | Fallback:
+        """work(view) on region's copy of the catalog, or why not."""
+        if time.monotonic() < self._down_until.get(region, 0.0):
+            return Fallback(region, "down")
+        try:
+            copy = self._copy(region)
+            with copy.view.datastore.get_connection() as conn:
+                row = conn.cursor(row_factory=tuple_row).execute(STALENESS_SQL)
+                stale = row.fetchone()
+            lag = int(stale[0]) if stale and stale[1] else 0
+            if lag > self.ttl_ms:
+                return Fallback(region, "stale", lag)
+            position = copy.view.max_tracking_id(APPLICATION_NAME) or 0
+            if min_position is not None and position < min_position:
+                return Fallback(region, "behind", lag)
+            value = work(copy.view)
+            head = copy.log.recorder.max_notification_id() or 0
+        except (psycopg.Error, persistence.PersistenceError):
+            self._forget(region)
+            return Fallback(region, "down")
+        return RegionRead(value, region, lag, position, max(0, head - position))
+
+    def _copy(self, region: str) -> _Copy:
+        with self._lock:
+            copy = self._copies.get(region)
+            if copy is not None:
+                return copy
+            pair = self._pair()
+            # A plain connection first: a dead region refuses it at once, where
+            # a pool would wait out its timeout.
+            pair.connect(region).close()
+            log = open_region_log(
+                pair, region, create_tables=False, pool_size=1, wait_s=1
+            )
+            view = log.factory.tracking_recorder(PostgresCatalogView)
+            assert isinstance(view, PostgresCatalogView)
+            copy = self._copies[region] = _Copy(log, view)
+            return copy
+
+    def _forget(self, region: str) -> None:
+        with self._lock:
+            self._down_until[region] = time.monotonic() + _DOWN_FOR_S
+            copy = self._copies.pop(region, None)
+        if copy is not None:
+            copy.close()
+
+    def close(self) -> None:
+        with self._lock:
+            copies, self._copies = list(self._copies.values()), {}
+        for copy in copies:
+            copy.close()
