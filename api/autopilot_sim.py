@@ -142,7 +142,10 @@ class Timeline:
             "scenario": self.scenario,
             "description": self.description,
             "samples": self.samples,
-            "actions": [a.to_json() for a in self.actions],
+            "start": START,
+            "actions": [
+                {**a.to_json(), "t": round(a.at_s - START, 3)} for a in self.actions
+            ],
             "wallS": round(self.wall_s, 2),
             "intervalS": self.interval_s,
         }

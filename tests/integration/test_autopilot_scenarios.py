@@ -164,3 +164,35 @@ def test_an_oscillating_load_around_the_cap_does_not_flap(
     timeline = simulate(swing, workdir)
     changes = [a for a in timeline.actions if a.kind.startswith("cap-")]
     assert 1 <= len(changes) <= 2, [(at(a), a.kind) for a in changes]
+
+
+def test_the_timeline_prints_as_json_and_draws_a_chart(
+    burst: Timeline, tmp_path: Path
+) -> None:
+    """What `conductor autopilot simulate --json` prints, and its PNG."""
+    from api.cli_autopilot import write_chart  # noqa: PLC0415
+
+    document = burst.to_json()
+    assert document["scenario"] == "burst"
+    assert len(document["samples"]) == SCENARIOS["burst"].duration_s // 10
+    first = document["actions"][0]
+    assert set(first) >= {"tenant", "kind", "at", "t", "reason"}
+    engaged = next(a for a in document["actions"] if a["kind"] == "shaping-engaged")
+    assert engaged["tenant"] == "noisy"
+    assert 1800 <= engaged["t"] <= 2100
+    chart = tmp_path / "burst.png"
+    write_chart(burst, chart)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 20_000
+
+
+def test_the_cli_knows_the_three_scenarios() -> None:
+    from api.cli import parser  # noqa: PLC0415
+
+    for name in ("burst", "slow-burn", "noisy-neighbour"):
+        args = parser().parse_args(
+            ["autopilot", "simulate", "--scenario", name, "--speed", "600", "--json"]
+        )
+        assert (args.scenario, args.speed, args.json) == (name, 600.0, True)
+    with pytest.raises(SystemExit):
+        parser().parse_args(["autopilot", "simulate", "--scenario", "tsunami"])
