@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from adapters.ledger.store import open_ledger
 from adapters.shaping import shaping_store
 from adapters.usage_view import usage_view
-from application.autopilot import Action, Autopilot, AutopilotConfig
+from application.actions import Action, AutopilotConfig
+from application.autopilot import Autopilot
 from application.budgets import Budgets
 from application.metering import Meter
 from domain.budget import LATENCY_BOUNDS_MS

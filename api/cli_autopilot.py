@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
     from api.autopilot_sim import Timeline
     from api.settings import Settings
-    from application.autopilot import Action
+    from application.actions import Action
 
 
 def _clock(seconds: float) -> str:

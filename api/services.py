@@ -25,7 +25,8 @@ from api.er_runtime import ErRuntime
 from api.export_worker import ExportWorker
 from api.metrics import Metrics
 from api.shaping import ShapingGate
-from application.autopilot import Autopilot, AutopilotConfig
+from application.actions import AutopilotConfig
+from application.autopilot import Autopilot
 from application.budgets import Budgets
 from application.datasets import Datasets
 from application.export_pipeline import ExportPipeline

@@ -42,6 +42,17 @@ def dec(value: float, places: int = 6) -> Decimal:
     return Decimal(repr(round(float(value), places)))
 
 
+def decimals(data: Any) -> Any:
+    """Floats to Decimals, recursively (events hold no floats)."""
+    if isinstance(data, float):
+        return dec(data)
+    if isinstance(data, dict):
+        return {k: decimals(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [decimals(v) for v in data]
+    return data
+
+
 def budget_id(tenant: str) -> UUID:
     return uuid5(NAMESPACE_URL, f"/tenants/{tenant}/budget")
 

@@ -1,7 +1,6 @@
 """Metering values: usage counts with a latency histogram, the Usage aggregate,
 and the budget row the read model keeps for the controller."""
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass, field

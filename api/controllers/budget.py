@@ -15,7 +15,7 @@ from api.auth import requires
 from api.problems import Problem
 from api.requests import principal
 from api.services import Services
-from application.autopilot import measure
+from application.tenant_burn import measure
 from domain.budget import TenantBudget, dec
 
 Tenant = FromPath[str]

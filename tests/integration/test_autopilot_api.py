@@ -224,14 +224,15 @@ def test_a_breach_recorded_before_a_crash_still_gets_its_issue(
     the next process's first tick opens it, linked to that event."""
     services = app_client.app.state.services
     autopilot = services.autopilot
-    incidents, autopilot.incidents = autopilot.incidents, None  # "crash" here
+    guards = autopilot.guards
+    incidents, guards.incidents = guards.incidents, None  # "crash" here
     evidence = {"coverage": 0.5, "threshold": 0.9}
     autopilot.set_guard(
         "acme", "catalog-coverage", on=True, evidence=evidence, now_s=1.0
     )
     assert services.incidents.list("acme", "all") == []
-    autopilot.incidents = incidents
-    autopilot._asserted.clear()  # a new process  # noqa: SLF001
+    guards.incidents = incidents
+    guards._asserted.clear()  # a new process  # noqa: SLF001
     autopilot.set_guard(
         "acme", "catalog-coverage", on=True, evidence=evidence, now_s=2.0
     )

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from application.autopilot import Action
+    from application.actions import Action
 
 pytestmark = pytest.mark.integration
 
