@@ -13,12 +13,14 @@ from __future__ import annotations
 import msgspec.structs
 from typing import TYPE_CHECKING, Any
 
+import json
 import time
 
 import msgspec.structs
 import pytest
 from litestar.testing import TestClient
 
+from adapters.ledger.store import open_ledger
 from api.app import create_app
 from api.jobs import deliver_incidents, flush_meter, run_autopilot
 from tests.conftest import bearer
@@ -249,3 +251,55 @@ def test_a_breach_recorded_before_a_crash_still_gets_its_issue(
     assert opened[0]["evidence"]["links"] == [
         f"log:{breach.position}:sha256:{breach.hash}"
     ]
+
+
+def test_shutdown_flushes_the_meter(settings: Settings) -> None:
+    """The last interval's metering reaches the log when the process stops."""
+    with TestClient(create_app(settings)) as client:
+        for _ in range(3):
+            client.get("/v1/datasets", headers=bearer())
+        settle(client, 3)
+        ledger = client.app.state.services.ledger
+        before = ledger.head().position
+    reopened = open_ledger(settings.resolved_database_url)
+    try:
+        entries = reopened.entries(after=before, limit=10)
+    finally:
+        reopened.close()
+    usage = [json.loads(e.state) for e in entries if e.topic.endswith("UsageRecorded")]
+    assert [(u["tenant"], u["classes"]["query"]["requests"]) for u in usage] == [
+        ("acme", 3)
+    ]
+
+
+def test_burn_gauges_and_an_issue_resolved_when_the_guard_clears(
+    app_client: TestClient[Any], sink: SinkServer
+) -> None:
+    client = app_client
+    services = client.app.state.services
+    client.put("/v1/tenants/acme/budget", json=BUDGET, headers=bearer())
+    client.get("/v1/datasets", headers=bearer())
+    settle(client, 2)
+    flush_meter(services)
+    run_autopilot(services)
+    scraped = client.get("/metrics").text
+    assert 'conductor_burn_rate{kind="cost",tenant="acme",window="1h"}' in scraped
+    assert 'conductor_burn_rate{kind="slo",tenant="acme",window="5m"}' in scraped
+
+    autopilot = services.autopilot
+    evidence = {"coverage": 0.5, "threshold": 0.9}
+    autopilot.set_guard("acme", "catalog-coverage", on=True, evidence=evidence, now_s=1)
+    deliver_incidents(services)
+    assert [o["guard"] for o in sink.accepted("open")] == ["catalog-coverage"]
+    autopilot.set_guard(
+        "acme", "catalog-coverage", on=False, evidence=evidence, now_s=2
+    )
+    deliver_incidents(services)
+    [resolved] = sink.accepted("resolve")
+    assert resolved["external_id"] == "ISSUE-1"
+    assert resolved["guard"] == "catalog-coverage"
+    topics_now = topics(client, 0)
+    assert topics_now.count("IssueOpened") == topics_now.count("IssueResolved") == 1
+    budget = services.budgets.budget("acme")
+    assert budget.issues == {}
+    assert "catalog-coverage" not in budget.guards
