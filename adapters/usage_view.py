@@ -170,12 +170,17 @@ class _UsageSQL(UsageView):
             return {r["tenant"]: _counts(r) for r in c.fetchall()}
 
     def purge(self, before_minute: int) -> int:
-        with self._writing() as c:
+        with self._writing() as c:  # (the library's SQLite cursor has no rowcount)
+            c.execute(
+                self._sql("SELECT COUNT(*) AS n FROM usage_minutes WHERE minute < ?"),
+                (before_minute,),
+            )
+            dropped = int(c.fetchone()["n"])
             c.execute(
                 self._sql("DELETE FROM usage_minutes WHERE minute < ?"),
                 (before_minute,),
             )
-            return int(c.rowcount or 0)
+            return dropped
 
     def _drop_rows(self, c: Any, tracking_table: str) -> None:
         c.execute("DELETE FROM usage_minutes")

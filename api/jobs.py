@@ -115,6 +115,19 @@ def platform_guards(services: Services) -> None:
             )
 
 
+USAGE_RETENTION_S = 32 * 86400
+"""Usage buckets older than the longest period (a month) are dropped."""
+
+
+def purge_usage(services: Services) -> None:
+    """Drop per-minute usage buckets no window or period can reach any more."""
+    if services.usage is None:
+        return
+    dropped = services.usage.purge(int((time.time() - USAGE_RETENTION_S) // 60))
+    if dropped:
+        log.info("usage_buckets_purged", count=dropped)
+
+
 def deliver_incidents(services: Services) -> None:
     """Send due issue opens/resolves to the webhook (with backoff on failure)."""
     if services.incidents is not None:
@@ -193,6 +206,7 @@ def scheduler(services: Services) -> BackgroundScheduler:
     jobs.add_job(
         purge_idempotency_keys, "interval", args=[services], id="idempotency", hours=1
     )
+    jobs.add_job(purge_usage, "interval", args=[services], id="usage-purge", hours=1)
     jobs.add_job(
         sign_checkpoint, "interval", args=[services], id="checkpoint", seconds=1
     )

@@ -22,7 +22,8 @@ from litestar.testing import TestClient
 
 from adapters.ledger.store import open_ledger
 from api.app import create_app
-from api.jobs import deliver_incidents, flush_meter, run_autopilot
+from api.jobs import deliver_incidents, flush_meter, purge_usage, run_autopilot
+from domain.usage import Counts
 from tests.conftest import bearer
 from tests.integration.sink import SinkServer
 
@@ -303,3 +304,21 @@ def test_burn_gauges_and_an_issue_resolved_when_the_guard_clears(
     budget = services.budgets.budget("acme")
     assert budget.issues == {}
     assert "catalog-coverage" not in budget.guards
+
+
+def test_usage_older_than_a_month_is_purged(app_client: TestClient[Any]) -> None:
+    services = app_client.app.state.services
+    now_ms = int(time.time() * 1000)
+    for age_days in (40, 1):
+        services.meter.add(
+            "acme",
+            "query",
+            Counts(requests=7, units=7.0),
+            now_ms - age_days * 86_400_000,
+        )
+        services.meter.flush(now_ms - age_days * 86_400_000)
+    caught_up(services, "usage")
+    everything = services.usage.active_tenants(0, 10**9)
+    assert everything["acme"].requests == 14
+    purge_usage(services)
+    assert services.usage.active_tenants(0, 10**9)["acme"].requests == 7

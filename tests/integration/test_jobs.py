@@ -89,6 +89,7 @@ def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
         "checkpoint",
         "er-offpeak",
         "autopilot",
+        "usage-purge",
     }
     assert [job.id for job in meter_scheduler(services).get_jobs()] == ["meter"]
     services.settings = msgspec.structs.replace(
