@@ -42,6 +42,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from api.app import create_app  # noqa: PLC0415
+    from api.dr_runtime import ledger_label  # noqa: PLC0415
     from api.services import build_services  # noqa: PLC0415
 
     host = args.host or settings.host
@@ -55,7 +56,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         ttl=timedelta(hours=12),
     )
     base = f"http://{host}:{port}"
-    print(f"Conductor on {base}  (database: {_redact(settings.resolved_database_url)})")
+    print(f"Conductor on {base}  (database: {ledger_label(settings)})")
     print(f"OpenAPI:     {base}/schema  (Swagger UI: {base}/schema/swagger)")
     print(f"Demo token (tenant '{DEMO_TENANT}', all scopes, 12 h):")
     print(f"  export TOKEN={token}")
@@ -129,10 +130,12 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from adapters.ledger.store import open_ledger  # noqa: PLC0415
     from adapters.ledger.verify import verify_chain  # noqa: PLC0415
+    from api.dr_runtime import api_ledger  # noqa: PLC0415 - the pair, or the URL
+    from api.logging import configure_logging  # noqa: PLC0415
 
-    ledger = open_ledger(settings.resolved_database_url, pool_size=2)
+    configure_logging(settings)  # log lines (the pair's) to stderr, not the output
+    ledger = api_ledger(settings, pool_size=2)
     try:
         total = ledger.head().events
         progress = Progress("verified", total)
@@ -201,10 +204,6 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         services.close()
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -134,9 +134,11 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 def _export_log(settings: Settings, out: Path) -> int:
     from adapters.audit import write_log  # noqa: PLC0415
-    from adapters.ledger.store import open_ledger  # noqa: PLC0415
+    from api.dr_runtime import api_ledger  # noqa: PLC0415 - the pair, or the URL
+    from api.logging import configure_logging  # noqa: PLC0415
 
-    ledger = open_ledger(settings.resolved_database_url, pool_size=2)
+    configure_logging(settings)  # log lines (the pair's) to stderr, not the output
+    ledger = api_ledger(settings, pool_size=2)
     try:
         total = ledger.head().events
         progress = Progress("exported", total)

@@ -2,34 +2,43 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import structlog
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
 
-from adapters.dr.catalog_reads import Fallback, RegionCatalogs
+from adapters.catalog_postgres import PostgresCatalogView
+from adapters.dr.catalog_reads import Fallback, RegionCatalogs, RegionRead
 from adapters.dr.health import region_status
 from adapters.dr.lineage_follower import Neo4jTarget, RegionLineage
 from adapters.dr.pair import REGIONS, RegionPair
-from adapters.dr.primary_ledger import open_primary_ledger
+from adapters.dr.primary_ledger import PrimaryFollower, open_primary_ledger
 from adapters.dr.router import READ_FROM, DrRouter
+from adapters.exports_view import PostgresExportsView
+from adapters.ledger.store import open_ledger
 from api.problems import Problem
 from application.lag_alerts import LagAlarm, LagAlerts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
+    from eventsourcing.persistence import TrackingRecorder
+
     from adapters.ledger.store import Ledger
     from api.metrics import Metrics
     from api.settings import Settings
-    from projections.catalog import CatalogPage, CatalogQuery
+    from projections.catalog import CatalogPage, CatalogQuery, CatalogView
+    from projections.exports import ExportsView
 
 log = structlog.get_logger("conductor.dr")
+T = TypeVar("T")
+V = TypeVar("V", bound="TrackingRecorder")
 WATCH_S = 0.25
 """How often the lag alert samples the standby's staleness."""
 
@@ -54,10 +63,10 @@ class PairFile:
 
 
 @dataclass(frozen=True)
-class CatalogRoute:
-    """A routed catalog read: a standby's page, or None for the primary."""
+class ReadRoute(Generic[T]):
+    """A routed read: a standby's answer, or None for the primary (as usual)."""
 
-    page: CatalogPage | None
+    read: RegionRead[T] | None
     headers: dict[str, str]
 
 
@@ -131,7 +140,7 @@ class DrRuntime:
         self.lineage = lineage
         """This region's lineage read model (written by the region's follower)."""
         self.catalogs = catalogs
-        """The regions' replicated catalogs (when the API's log is on the pair)."""
+        """The regions' replicated read models (when the API's log is on the pair)."""
         self.pair = pair
         self._on_stale_read = on_stale_read
         self._pair = pair
@@ -155,12 +164,32 @@ class DrRuntime:
 
     def search_catalog(
         self, headers: Mapping[str, str], query: CatalogQuery
-    ) -> CatalogRoute | None:
-        """A catalog search routed by x-ig-read-from (None: no header, usual path).
+    ) -> ReadRoute[CatalogPage] | None:
+        """A catalog search routed by x-ig-read-from (None: no header, usual path)."""
+        return self.route_catalog(headers, lambda view: view.search(query))
 
-        A standby answers when it is up, within the TTL and at or past
-        x-ig-min-position; otherwise (and for the primary) the route has no
-        page and the caller reads the primary's catalog as usual.
+    def route_catalog(
+        self, headers: Mapping[str, str], work: Callable[[CatalogView], T]
+    ) -> ReadRoute[T] | None:
+        """work on a region's catalog, routed by x-ig-read-from (see route_read)."""
+        return self.route_read(headers, PostgresCatalogView, work)
+
+    def route_exports(
+        self, headers: Mapping[str, str], work: Callable[[ExportsView], T]
+    ) -> ReadRoute[T] | None:
+        """work on a region's exports view, routed by x-ig-read-from."""
+        return self.route_read(headers, PostgresExportsView, work)
+
+    def route_read(
+        self, headers: Mapping[str, str], kind: type[V], work: Callable[[V], T]
+    ) -> ReadRoute[T] | None:
+        """A read-model read routed by x-ig-read-from (None: no header, usual path).
+
+        A standby answers (work on its replicated view of class ``kind``) when
+        it is up, within the TTL and at or past x-ig-min-position in that view;
+        otherwise (and for the primary) the route has no read and the caller
+        reads the primary's view as usual. Either way the route's headers name
+        the region; a standby's answer adds its position, lag and staleness.
         """
         raw = headers.get("x-ig-read-from")
         if raw is None or self.catalogs is None:
@@ -171,19 +200,18 @@ class DrRuntime:
             "secondary": state.standby,
             "nearest": self.router.region,
         }[read_from(raw)]
-        primary = CatalogRoute(None, {"x-ig-read-region": state.primary})
+        primary: ReadRoute[T] = ReadRoute(None, {"x-ig-read-region": state.primary})
         wanted = headers.get("x-ig-min-position")
         if region == state.primary or not _position(wanted):
             return primary
-        read = self.catalogs.read(
-            region,
-            lambda view: view.search(query),
-            min_position=int(wanted) if wanted else None,
+        read = self.catalogs.read_view(
+            region, kind, work, min_position=int(wanted) if wanted else None
         )
         if isinstance(read, Fallback):
             log.info(
-                "catalog_read_fell_back",
+                "region_read_fell_back",
                 region=region,
+                view=kind.__name__,
                 reason=read.reason,
                 lag_ms=read.stale_ms,
             )
@@ -192,13 +220,12 @@ class DrRuntime:
             "x-ig-read-region": region,
             "x-ig-position": str(read.position),
             "x-ig-lag-events": str(read.lag_events),
-            "x-ig-cache": "miss",
         }
         if read.stale_ms:
             answer["x-ig-stale-read"] = str(read.stale_ms)
             if self._on_stale_read is not None:
                 self._on_stale_read(read.stale_ms)
-        return CatalogRoute(read.value, answer)
+        return ReadRoute(read, answer)
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_S):
@@ -237,11 +264,53 @@ def uses_dr_ledger(settings: Settings) -> bool:
     return bool(settings.dr_root) and not settings.database_url
 
 
-def dr_ledger(settings: Settings) -> Ledger:
+def dr_ledger(settings: Settings, *, pool_size: int | None = None) -> Ledger:
     """The API's event log on the pair's primary, following it across epochs."""
     return open_primary_ledger(
-        PairFile(Path(settings.dr_root)), pool_size=settings.pool_size
+        PairFile(Path(settings.dr_root)),
+        pool_size=settings.pool_size if pool_size is None else pool_size,
     )
+
+
+def api_ledger(settings: Settings, *, pool_size: int) -> Ledger:
+    """The API's event log as the API opens it: on the pair, or the database URL.
+
+    For the CLI tools that read the log (``log verify``, ``audit export-log``):
+    with CONDUCTOR_DR_ROOT set and no CONDUCTOR_DATABASE_URL, the pair's
+    primary; else ``settings.resolved_database_url``.
+    """
+    if uses_dr_ledger(settings):
+        return dr_ledger(settings, pool_size=pool_size)
+    return open_ledger(settings.resolved_database_url, pool_size=pool_size)
+
+
+def ledger_label(settings: Settings) -> str:
+    """Where the API's log is, for banners (the URL's password redacted)."""
+    if uses_dr_ledger(settings):
+        try:
+            state = PairFile(Path(settings.dr_root))().state
+        except OSError:  # the API will say why when it opens the log
+            return f"DR pair {settings.dr_root} (no dr.json)"
+        return (
+            f"DR pair {settings.dr_root}, primary {state.primary}, epoch {state.epoch}"
+        )
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.resolved_database_url)
+
+
+def on_primary_switch(ledger: Ledger, *listeners: Callable[[str, int], None]) -> bool:
+    """Call each ``listener(region, epoch)`` when the API's log moves to a new
+    primary or epoch; whether the log follows a pair (else nothing happens).
+
+    Idempotent per listener. Wire the per-process search cache's ``clear`` (a
+    lossy failover reuses positions) and every runner's ``resume`` (a runner
+    that failed during the switch retries at once, not after its backoff).
+    """
+    follower = getattr(ledger, "follower", None)
+    if not isinstance(follower, PrimaryFollower):
+        return False
+    for listener in listeners:
+        follower.add_listener(listener)
+    return True
 
 
 def dr_runtime(settings: Settings, metrics: Metrics, ledger: Ledger) -> DrRuntime:

@@ -20,7 +20,13 @@ from adapters.secrets import FileSecrets
 from adapters.shaping import shaping_store
 from adapters.signer import KeyStore
 from adapters.usage_view import usage_view
-from api.dr_runtime import DrRuntime, dr_ledger, dr_runtime, uses_dr_ledger
+from api.dr_runtime import (
+    DrRuntime,
+    dr_ledger,
+    dr_runtime,
+    on_primary_switch,
+    uses_dr_ledger,
+)
 from api.er_runtime import ErRuntime
 from api.export_worker import ExportWorker
 from api.metrics import Metrics
@@ -295,6 +301,9 @@ def build_services(settings: Settings) -> Services:
     from api.jobs import export_finished  # noqa: PLC0415 - jobs import this module
 
     worker.on_finished = partial(export_finished, wired)
+    # On a DR pair: a lossy failover reuses positions (drop cached pages) and a
+    # runner that failed during the switch should retry now, not after backoff.
+    on_primary_switch(ledger, wired.search.clear, *(r.resume for r in runners.values()))
     return wired
 
 

@@ -284,6 +284,8 @@ class SearchCache:
         self.hits = 0
         self.misses = 0
         self._position: int | None = None
+        self._generation = 0
+        """Bumped by clear(): a search begun before it never files its page."""
         self._pages: OrderedDict[CatalogQuery, CatalogPage] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -302,11 +304,25 @@ class SearchCache:
                 self._pages.move_to_end(query)
                 self.hits += 1
                 return page, True
+            generation = self._generation
         page = self.view.search(query)
         with self._lock:
             self.misses += 1
-            if position == self._position:
+            if position == self._position and generation == self._generation:
                 self._pages[query] = page
                 while len(self._pages) > self.size:
                     self._pages.popitem(last=False)
         return page, False
+
+    def clear(self, *_: object) -> None:
+        """Forget every page (the log moved to another node: positions may repeat).
+
+        After a failover that lost events the new primary hands out positions
+        the old one had used, for other content; a page filed under such a
+        position must not be served again. Takes and ignores any arguments so
+        it can be a listener.
+        """
+        with self._lock:
+            self._pages.clear()
+            self._position = None
+            self._generation += 1

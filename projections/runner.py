@@ -81,6 +81,7 @@ class BatchRunner:
         self.on_batch = on_batch
         self._topics = frozenset(projection.topics)
         self._wake = threading.Event()
+        self._resume = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error = ""
@@ -136,6 +137,16 @@ class BatchRunner:
         """Ask the runner to look at the log now (called after local commits)."""
         self._wake.set()
 
+    def resume(self, *_: object) -> None:
+        """Look at the log now, cutting short a backoff after a failure.
+
+        For when the log moved to another node (a DR switch): the failure the
+        runner is backing off from is over. Takes and ignores any arguments so
+        it can be a listener.
+        """
+        self._resume.set()
+        self._wake.set()
+
     def start(self) -> None:
         """Follow the log in a daemon thread until stop()."""
         if self._thread is not None:
@@ -149,6 +160,7 @@ class BatchRunner:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        self._resume.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -171,13 +183,14 @@ class BatchRunner:
         backoff = self.poll_interval
         while not self._stop.is_set():
             self._wake.clear()
+            self._resume.clear()  # a resume() from now on cuts the backoff short
             try:
                 self.catch_up()
             except Exception as error:
                 self.failures += 1
                 self.error = f"{type(error).__name__}: {error}"
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                resumed = self._resume.wait(backoff)  # stop() sets it too
+                backoff = self.poll_interval if resumed else min(backoff * 2, 30.0)
                 continue
             self.error = ""
             backoff = self.poll_interval

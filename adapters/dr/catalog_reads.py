@@ -1,12 +1,12 @@
-"""Catalog reads from a region's replicated copy of the read model.
+"""Read-model reads from a region's replicated copy (catalog, exports).
 
-With the API's log on the pair (adapters.dr.primary_ledger) the catalog's
-tables and tracking position live in the primary's database and replicate
-with it, so a standby holds a consistent, slightly older catalog. A read
+With the API's log on the pair (adapters.dr.primary_ledger) the read models'
+tables and tracking positions live in the primary's database and replicate
+with it, so a standby holds a consistent, slightly older copy of each. A read
 asked of a standby is answered there when the region is up, no staler than
-the TTL and (if the caller names one) at or past the wanted log position;
-otherwise the caller falls back to the primary. Staleness is the replayed
-heartbeat's age, as for the DR router (adapters.dr.health).
+the TTL and (if the caller names one) at or past the wanted log position in
+the view it reads; otherwise the caller falls back to the primary. Staleness
+is the replayed heartbeat's age, as for the DR router (adapters.dr.health).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import psycopg
 from eventsourcing import persistence
+from eventsourcing.persistence import TrackingRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import tuple_row
 
 from adapters.catalog_postgres import PostgresCatalogView
@@ -34,21 +36,22 @@ if TYPE_CHECKING:
     from projections.catalog import CatalogView
 
 T = TypeVar("T")
+V = TypeVar("V", bound=TrackingRecorder)
 _DOWN_FOR_S = 0.5
 """A region that just failed is skipped this long (reads go to the primary)."""
 
 
 @dataclass(frozen=True)
 class RegionRead(Generic[T]):
-    """What a region's catalog answered, and how current it was."""
+    """What a region's read model answered, and how current it was."""
 
     value: T
     region: str
     stale_ms: int
     position: int
-    """The region's catalog tracking position (log position it reflects)."""
+    """The region's view's tracking position (log position it reflects)."""
     lag_events: int
-    """Entries of the region's log its catalog has not applied yet."""
+    """Entries of the region's log the view has not applied yet."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,18 @@ class Fallback:
 @dataclass
 class _Copy:
     log: Ledger
-    view: PostgresCatalogView
+    datastore: PostgresDatastore
+    views: dict[type[TrackingRecorder], TrackingRecorder] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def view(self, kind: type[V]) -> V:
+        """The region's view of this class (read only: the log made its tables)."""
+        with self.lock:
+            view = self.views.get(kind)
+            if view is None:
+                view = self.views[kind] = self.log.factory.tracking_recorder(kind)
+        assert isinstance(view, kind)
+        return view
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -71,7 +85,7 @@ class _Copy:
 
 
 class RegionCatalogs:
-    """Read-only catalog views in the pair's regions, opened on first use."""
+    """Read-only read-model views in the pair's regions, opened on first use."""
 
     def __init__(self, pair: Callable[[], RegionPair], *, ttl_ms: int) -> None:
         self._pair = pair
@@ -88,20 +102,37 @@ class RegionCatalogs:
         min_position: int | None = None,
     ) -> RegionRead[T] | Fallback:
         """work(view) on region's copy of the catalog, or why not."""
+        return self.read_view(
+            region, PostgresCatalogView, work, min_position=min_position
+        )
+
+    def read_view(
+        self,
+        region: str,
+        kind: type[V],
+        work: Callable[[V], T],
+        *,
+        min_position: int | None = None,
+    ) -> RegionRead[T] | Fallback:
+        """work(view) on region's copy of the view ``kind``, or why not.
+
+        ``min_position`` and the answer's position are that view's tracking.
+        """
         if time.monotonic() < self._down_until.get(region, 0.0):
             return Fallback(region, "down")
         try:
             copy = self._copy(region)
-            with copy.view.datastore.get_connection() as conn:
+            view = copy.view(kind)
+            with copy.datastore.get_connection() as conn:
                 row = conn.cursor(row_factory=tuple_row).execute(STALENESS_SQL)
                 stale = row.fetchone()
             lag = int(stale[0]) if stale and stale[1] else 0
             if lag > self.ttl_ms:
                 return Fallback(region, "stale", lag)
-            position = copy.view.max_tracking_id(APPLICATION_NAME) or 0
+            position = view.max_tracking_id(APPLICATION_NAME) or 0
             if min_position is not None and position < min_position:
                 return Fallback(region, "behind", lag)
-            value = work(copy.view)
+            value = work(view)
             head = copy.log.recorder.max_notification_id() or 0
         except (psycopg.Error, persistence.PersistenceError):
             self._forget(region)
@@ -120,9 +151,9 @@ class RegionCatalogs:
             log = open_region_log(
                 pair, region, create_tables=False, pool_size=1, wait_s=1
             )
-            view = log.factory.tracking_recorder(PostgresCatalogView)
-            assert isinstance(view, PostgresCatalogView)
-            copy = self._copies[region] = _Copy(log, view)
+            datastore = cast("Any", log.factory).datastore
+            assert isinstance(datastore, PostgresDatastore)
+            copy = self._copies[region] = _Copy(log, datastore)
             return copy
 
     def _forget(self, region: str) -> None:

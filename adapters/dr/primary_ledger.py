@@ -134,6 +134,7 @@ class PrimaryFollower:
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listeners: list[Callable[[str, int], None]] = []
 
     @property
     def target(self) -> tuple[str, int]:
@@ -153,6 +154,12 @@ class PrimaryFollower:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def add_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(region, epoch)`` each time the ledger moves (once each)."""
+        with self._lock:
+            if listener not in self._listeners:
+                self._listeners.append(listener)
 
     def poke(self) -> None:
         """Look at dr.json now (a write just failed: the primary may have moved)."""
@@ -187,6 +194,9 @@ class PrimaryFollower:
         store.pool = new
         previous = self.target
         store.region, store.epoch = region, epoch
+        # Before the old pool's close (up to 1 s): what was derived from the old
+        # primary's positions (a cached search page) must not meet the new one's.
+        self._notify(region, epoch)
         # Callers waiting on the old pool fail now (PoolClosed -> 503) rather
         # than after the wait; connections in use close when they come back.
         old.close(timeout=1.0)
@@ -197,6 +207,13 @@ class PrimaryFollower:
             previous_region=previous[0],
             previous_epoch=previous[1],
         )
+
+    def _notify(self, region: str, epoch: int) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(region, epoch)
+            except Exception:  # one listener must not stop the ledger following
+                log.warning("ledger_switch_listener_failed", exc_info=True)
 
     def region_error(
         self, error: persistence.PersistenceError, region: str, epoch: int

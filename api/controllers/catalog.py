@@ -11,6 +11,7 @@ from api.auth import requires
 from api.requests import principal, read_model
 from api.schemas import CoverageOut
 from api.services import Services
+from projections.coverage import CatalogQueries
 
 
 class CatalogController(Controller):
@@ -26,12 +27,32 @@ class CatalogController(Controller):
     def catalog_coverage(
         self, request: Request[Any, Any, Any], services: NamedDependency[Services]
     ) -> Response[CoverageOut]:
-        """Registered data files over files found; classified and contract shares."""
-        headers = read_model(
-            request, services.runners["catalog"], services.settings.min_position_wait_s
-        )
+        """Registered data files over files found; classified and contract shares.
+
+        With x-ig-read-from on a DR pair, a standby's replicated catalog may
+        answer (the data files are this host's, whichever region answers).
+        """
         tenant = principal(request).tenant
-        cov = services.queries.coverage(tenant)
+        files = services.queries.files
+        dr = services.dr
+        route = (
+            dr.route_catalog(
+                request.headers,
+                lambda view: CatalogQueries(view, files).coverage(tenant),
+            )
+            if dr is not None
+            else None
+        )
+        if route is not None and route.read is not None:
+            cov, headers = route.read.value, route.headers
+        else:
+            headers = read_model(
+                request,
+                services.runners["catalog"],
+                services.settings.min_position_wait_s,
+            )
+            headers.update(route.headers if route is not None else {})
+            cov = services.queries.coverage(tenant)
         services.metrics.catalog_coverage.labels(tenant).set(cov.ratio)
         body = CoverageOut(
             tenant=tenant,

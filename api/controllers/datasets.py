@@ -47,7 +47,8 @@ from projections.catalog import CatalogQuery
 if TYPE_CHECKING:
     from application.ports import LogEntry
     from domain.dataset import Dataset
-    from projections.catalog import CatalogRow
+    from projections.catalog import CatalogRow, CatalogView, LineageGraphView
+    from projections.lineage import LineageView
 
 MAX_LIMIT = 200
 
@@ -378,8 +379,8 @@ class DatasetController(Controller):
         # x-ig-read-from on a DR pair: a standby's replicated catalog may answer.
         dr = services.dr
         route = dr.search_catalog(request.headers, query) if dr is not None else None
-        if route is not None and route.page is not None:
-            page, headers = route.page, route.headers
+        if route is not None and route.read is not None:
+            page, headers = route.read.value, {**route.headers, "x-ig-cache": "miss"}
         else:
             runner = services.runners["catalog"]
             headers = read_model(request, runner, services.settings.min_position_wait_s)
@@ -411,17 +412,34 @@ class DatasetController(Controller):
         """Upstream or downstream datasets up to ``depth`` hops (read model).
 
         Served by the Neo4j lineage view when one is configured, else by the
-        catalog's SQL lineage tables.
+        catalog's SQL lineage tables (a DR standby's copy of them if
+        x-ig-read-from picks one).
         """
         graph_store = services.lineage
-        runner = services.runners["lineage" if graph_store else "catalog"]
-        headers = read_model(request, runner, services.settings.min_position_wait_s)
         tenant = principal(request).tenant
-        if services.catalog.get(tenant, dataset_id) is None:
-            raise Problem(404, f"dataset {dataset_id} not found")
-        graph = (graph_store or services.catalog).lineage(
-            tenant, dataset_id, direction, depth
+
+        def walk(
+            catalog: CatalogView, graph: CatalogView | LineageView | None = None
+        ) -> LineageGraphView | None:
+            if catalog.get(tenant, dataset_id) is None:
+                return None
+            return (graph or catalog).lineage(tenant, dataset_id, direction, depth)
+
+        dr = services.dr
+        route = (
+            dr.route_catalog(request.headers, walk)
+            if dr is not None and graph_store is None  # a graph store is not paired
+            else None
         )
+        if route is not None and route.read is not None:
+            graph, headers = route.read.value, route.headers
+        else:
+            runner = services.runners["lineage" if graph_store else "catalog"]
+            headers = read_model(request, runner, services.settings.min_position_wait_s)
+            headers.update(route.headers if route is not None else {})
+            graph = walk(services.catalog, graph_store)
+        if graph is None:
+            raise Problem(404, f"dataset {dataset_id} not found")
         body = LineageOut(
             root=dataset_id,
             direction=direction,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import structlog
@@ -29,8 +29,14 @@ from api.schemas import (
     ProgressOut,
 )
 from api.services import Services
+from application.exports import ExportNotFoundError
 from domain.export import PROOF_FILE, Export
 from projections.exports import ExportRow
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from projections.exports import ExportsView
 
 log = structlog.get_logger("conductor.exports")
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -256,12 +262,29 @@ class ExportController(Controller):
         request: Request[Any, Any, Any],
         export_id: FromPath[UUID],
         services: NamedDependency[Services],
-    ) -> ExportOut:
-        """Status, decision, progress (rows, bytes) and the proof's location."""
-        export = services.exports.get_export(
-            tenant=principal(request).tenant, export_id=export_id
+    ) -> Response[ExportOut]:
+        """Status, decision, progress (rows, bytes) and the proof's location.
+
+        With x-ig-read-from naming a DR standby, its replicated exports read
+        model answers (no live progress, no file name); else the write model.
+        """
+        tenant = principal(request).tenant
+        dr = services.dr
+        route = (
+            dr.route_exports(
+                request.headers, lambda view: view.load_rows([export_id]).get(export_id)
+            )
+            if dr is not None
+            else None
         )
-        return export_out(export, services)
+        if route is not None and route.read is not None:
+            row = route.read.value
+            if row is None or row.tenant != tenant:
+                raise ExportNotFoundError(export_id)
+            return Response(row_out(row), headers=route.headers)
+        export = services.exports.get_export(tenant=tenant, export_id=export_id)
+        headers = route.headers if route is not None else {}
+        return Response(export_out(export, services), headers=headers)
 
     @get(
         "/",
@@ -278,17 +301,34 @@ class ExportController(Controller):
         after: Annotated[str | None, QueryParameter(max_length=256)] = None,
         limit: Limit = 50,
     ) -> Response[ExportPage]:
-        """Newest first, filtered by status and dataset (read model)."""
-        headers = read_model(
-            request, services.runners["exports"], services.settings.min_position_wait_s
-        )
-        rows = services.exports_view.list_exports(
-            principal(request).tenant,
-            status=status,
-            dataset_id=dataset_id,
-            after=_after(after) if after else None,
-            limit=limit + 1,
-        )
+        """Newest first, filtered by status and dataset (read model).
+
+        With x-ig-read-from on a DR pair, a standby's replicated copy may answer.
+        """
+        tenant = principal(request).tenant
+        cursor = _after(after) if after else None
+
+        def listing(view: ExportsView) -> Sequence[ExportRow]:
+            return view.list_exports(
+                tenant,
+                status=status,
+                dataset_id=dataset_id,
+                after=cursor,
+                limit=limit + 1,
+            )
+
+        dr = services.dr
+        route = dr.route_exports(request.headers, listing) if dr is not None else None
+        if route is not None and route.read is not None:
+            rows, headers = route.read.value, route.headers
+        else:
+            headers = read_model(
+                request,
+                services.runners["exports"],
+                services.settings.min_position_wait_s,
+            )
+            headers.update(route.headers if route is not None else {})
+            rows = listing(services.exports_view)
         page = ExportPage(
             items=[row_out(r) for r in rows[:limit]],
             next=_cursor(rows[limit - 1]) if len(rows) > limit else None,

@@ -1,0 +1,351 @@
+"""Reads by region and the API's caches on the DR pair (the log on the pair).
+
+The app is built with CONDUCTOR_DR_ROOT and no database URL (as in
+test_dr_ledger.py): lineage, coverage and the exports read model honour
+x-ig-read-from like the catalog search; a switch of primary empties the
+per-process search cache and wakes the projection runners; the CLI tools
+that read the log open the pair's primary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from litestar.testing import TestClient
+
+from adapters.dr.health import wait_fresh
+from adapters.dr.roles import switchover
+from adapters.dr.site import Site, create_site
+from api.app import create_app
+from api.dr_runtime import ledger_label, on_primary_switch
+from api.settings import Settings
+from projections.runner import BatchRunner
+from tests.conftest import SECRET, bearer, dataset_body
+from tests.integration.server import REPO_ROOT
+from tests.integration.test_exports import register, request, settle
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+    from api.services import Services
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+TTL_MS = 2000  # generous: a loaded machine delays the 250 ms heartbeat
+H = bearer("acme")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("drreads")
+    os.chmod(root, 0o755)  # noqa: PTH101 - postgres must traverse it
+    made = create_site(root / "pair", sync=True)
+    try:
+        yield made
+    finally:
+        made.close(destroy=True)
+
+
+@pytest.fixture(scope="module")
+def api(
+    site: Site, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient[Any]]:
+    settings = Settings(
+        var=str(tmp_path_factory.mktemp("drreadsvar")),
+        database_url="",  # the log goes on the pair
+        jwt_secret=SECRET,
+        dr_root=str(site.pair.root),
+        dr_region="B",
+        stale_read_ttl_ms=TTL_MS,
+        checkpoint_interval_s=3600.0,
+        projection_poll_s=0.05,
+        metering=False,  # no periodic events: the log only moves when we write
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _services(api: TestClient[Any]) -> Services:
+    services: Services = api.app.state.services
+    return services
+
+
+def _get(api: TestClient[Any], path: str, **headers: str) -> Any:
+    got = api.get(path, headers={**H, **headers})
+    assert got.status_code == 200, (path, got.text)
+    return got
+
+
+def _routes(dataset_id: str, export_id: str) -> list[str]:
+    return [
+        f"/v1/datasets/{dataset_id}/lineage?direction=down",
+        "/v1/catalog/coverage",
+        "/v1/exports",
+        f"/v1/exports/{export_id}",
+    ]
+
+
+def _assert_b_answers_like_a(api: TestClient[Any], wanted: dict[str, Any]) -> None:
+    """B's copies answer, at or past A's positions, what A answered."""
+    for path, primary in wanted.items():
+        assert primary.headers["x-ig-read-region"] == "A", path
+        minimum = primary.headers.get("x-ig-position", "0")
+        for read_from in ("secondary", "nearest"):  # the API's region is B
+            got = _get(
+                api,
+                path,
+                **{"x-ig-read-from": read_from, "x-ig-min-position": minimum},
+            )
+            assert got.headers["x-ig-read-region"] == "B", path
+            assert int(got.headers["x-ig-position"]) >= int(minimum), path
+            if path.startswith("/v1/exports/"):  # the read model's row
+                row, export = got.json(), primary.json()
+                for field in ("id", "status", "datasetId", "decision", "proof"):
+                    assert row.get(field) == export.get(field), field
+            else:
+                assert got.json() == primary.json(), path
+
+
+def _assert_stale_then_primary(
+    api: TestClient[Any], site: Site, wanted: dict[str, Any], lineage_path: str
+) -> None:
+    """Under a cut link B's answers carry x-ig-stale-read, then A answers."""
+    secondary = {"x-ig-read-from": "secondary"}
+    site.relay.cut()  # B stops replaying: its copies age, and say so
+    try:
+        deadline = time.monotonic() + 15
+        got = _get(api, lineage_path, **secondary)
+        while "x-ig-stale-read" not in got.headers:
+            assert time.monotonic() < deadline, "x-ig-stale-read never appeared"
+            time.sleep(0.05)
+            got = _get(api, lineage_path, **secondary)
+        for path in wanted:
+            got = _get(api, path, **secondary)
+            assert got.headers["x-ig-read-region"] == "B", path
+            assert 0 < int(got.headers["x-ig-stale-read"]) <= TTL_MS, path
+        while got.headers["x-ig-read-region"] == "B":  # past the TTL: A answers
+            assert time.monotonic() < deadline, "no fallback to the primary"
+            time.sleep(0.05)
+            got = _get(api, lineage_path, **secondary)
+        for path, primary in wanted.items():
+            got = _get(api, path, **secondary)
+            assert got.headers["x-ig-read-region"] == "A", path
+            assert "x-ig-stale-read" not in got.headers, path
+            if not path.startswith("/v1/exports/"):
+                assert got.json() == primary.json(), path
+    finally:
+        site.relay.restore()
+    wait_fresh(site.pair)
+
+
+def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
+    site: Site, api: TestClient[Any]
+) -> None:
+    """B's replicated read models answer like A's; stale header; TTL -> A."""
+    settings = _services(api).settings
+    source = register(api, settings, "customers")
+    derived = api.post(
+        "/v1/datasets", json=dataset_body("derived", upstream=[source]), headers=H
+    )
+    assert derived.status_code == 201, derived.text
+    export_id = request(api, source).json()["id"]
+    assert settle(api, export_id)["status"] == "proven"
+    head = _services(api).ledger.recorder.max_notification_id() or 0
+    for runner in _services(api).runners.values():
+        assert runner.wait(head, 10), runner.status()
+    # The primary's read models, at the positions B must reach.
+    wanted = {
+        path: _get(api, path, **{"x-ig-read-from": "primary"})
+        for path in _routes(source, export_id)
+    }
+    wait_fresh(site.pair)
+    _assert_b_answers_like_a(api, wanted)
+    coverage = wanted["/v1/catalog/coverage"].json()
+    assert coverage["filesRegistered"] == 1
+    lineage = wanted[_routes(source, export_id)[0]].json()
+    assert {node["name"] for node in lineage["nodes"]} >= {"customers", "derived"}
+
+    # Not found in B's copies either; a bad header is a 400 on every route.
+    secondary = {"x-ig-read-from": "secondary"}
+    for path in (f"/v1/exports/{uuid.uuid4()}", f"/v1/datasets/{uuid.uuid4()}/lineage"):
+        missing = api.get(path, headers={**H, **secondary})
+        assert missing.status_code == 404, missing.text
+        assert missing.headers["content-type"].startswith("application/problem+json")
+    for path in wanted:
+        bad = api.get(path, headers={**H, "x-ig-read-from": "anywhere"})
+        assert bad.status_code == 400, (path, bad.text)
+        assert bad.json()["errors"][0]["field"] == "x-ig-read-from"
+
+    _assert_stale_then_primary(api, site, wanted, _routes(source, export_id)[0])
+
+
+def _search(api: TestClient[Any]) -> Any:
+    return _get(api, "/v1/datasets?limit=200&status=any")
+
+
+def test_a_switch_empties_the_search_cache_and_resumes_the_runners(
+    site: Site, api: TestClient[Any]
+) -> None:
+    """After a switchover the same search at the same position is a miss."""
+    services = _services(api)
+    switches: list[tuple[str, int]] = []
+    # build_services wired the cache's clear and the runners' resume; this
+    # listener only records that the switch was announced.
+    assert on_primary_switch(
+        services.ledger, lambda region, epoch: switches.append((region, epoch))
+    )
+    _search(api)
+    cached = _search(api)
+    assert cached.headers["x-ig-cache"] == "hit"
+
+    switched = switchover(site.pair, "B", site.relay)
+    follower = getattr(services.ledger, "follower", None)
+    assert follower is not None
+    deadline = time.monotonic() + 10
+    while follower.target != ("B", switched.epoch):
+        assert time.monotonic() < deadline, follower.target
+        time.sleep(0.02)
+    assert switches[-1] == ("B", switched.epoch)
+
+    after = _search(api)
+    # Same position (no write since), yet not served from the old primary's pages.
+    assert after.headers["x-ig-position"] == cached.headers["x-ig-position"]
+    assert after.headers["x-ig-cache"] == "miss"
+    assert after.json() == cached.json()
+    assert _search(api).headers["x-ig-cache"] == "hit"
+
+    created = api.post("/v1/datasets", json=dataset_body("on-b"), headers=H)
+    deadline = time.monotonic() + 15
+    while created.status_code == 503:  # the switch may still refuse a write
+        assert time.monotonic() < deadline, created.text
+        time.sleep(0.05)
+        created = api.post("/v1/datasets", json=dataset_body("on-b"), headers=H)
+    assert created.status_code == 201, created.text
+    for runner in services.runners.values():
+        assert runner.wait(created.json()["position"], 10), runner.status()
+
+
+def _cli(site: Site, var: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m api.cli ARGS` with the pair and no database URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    env.update(
+        CONDUCTOR_DR_ROOT=str(site.pair.root),
+        CONDUCTOR_DR_REGION="A",
+        CONDUCTOR_VAR=str(var),
+        CONDUCTOR_JWT_SECRET=SECRET,
+        CONDUCTOR_LOG_LEVEL="warning",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_tools_open_the_log_on_the_pairs_primary(
+    site: Site, api: TestClient[Any], tmp_path: Path
+) -> None:
+    """`log verify`, `audit export-log`, `projections status` read the primary (B)."""
+    assert site.pair.state.primary == "B"  # after the previous test's switchover
+    with site.pair.connect("B") as conn:
+        row = conn.execute("SELECT count(*) FROM stored_events").fetchone()
+    assert row is not None
+    events = int(row[0])
+    assert events > 0
+
+    verified = _cli(site, tmp_path, "log", "verify", "--json")
+    assert verified.returncode == 0, verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["ok"] is True
+    assert report["checked"] >= events  # the API may have appended since
+
+    out = tmp_path / "log.jsonl"
+    exported = _cli(site, tmp_path, "audit", "export-log", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) >= events
+    status = _cli(site, tmp_path, "projections", "status")
+    assert status.returncode == 0, status.stderr
+    rows = {line.split()[0]: line.split()[1:4] for line in status.stdout.splitlines()}
+    position, head, lag = rows["catalog"]
+    assert int(head) >= report["headPosition"]
+    assert int(position) + int(lag) == int(head)
+    assert not (tmp_path / "conductor.db").exists()  # no default SQLite log
+
+    label = ledger_label(_services(api).settings)
+    assert label.startswith(f"DR pair {site.pair.root}")
+    assert "primary B" in label
+
+
+class _FailingOnce:
+    """A recorder whose first page read fails (a primary lost mid-switch)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def select_notifications(self, **_: Any) -> Sequence[Any]:
+        self.calls += 1
+        if self.calls == 1:
+            msg = "primary lost"
+            raise ConnectionError(msg)
+        return []
+
+    def max_notification_id(self) -> int:
+        return 0
+
+
+class _Projection:
+    name = "fake"
+    topics: Sequence[str] = ()
+
+    def __init__(self) -> None:
+        self.view = self
+
+    def max_tracking_id(self, _name: str) -> int:
+        return 0
+
+    def process_batch(self, *_: Any) -> None:  # pragma: no cover - no events
+        return
+
+
+def test_resume_cuts_a_failed_runners_backoff_short() -> None:
+    """A runner backing off after a failure retries at once when resumed."""
+    recorder = _FailingOnce()
+    runner = BatchRunner(
+        projection=_Projection(),
+        recorder=recorder,  # type: ignore[arg-type]
+        mapper=None,  # type: ignore[arg-type]
+        poll_interval=30.0,  # the backoff a switch would otherwise wait out
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while runner.failures == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert runner.error.startswith("ConnectionError")
+        runner.wake()  # a commit's wake-up does not cut the backoff short
+        time.sleep(0.1)
+        assert recorder.calls == 1
+        runner.resume("B", 2)
+        deadline = time.monotonic() + 5
+        while recorder.calls < 2 or runner.error:
+            assert time.monotonic() < deadline, runner.status()
+            time.sleep(0.01)
+    finally:
+        stopped = threading.Thread(target=runner.stop)
+        stopped.start()
+        stopped.join(5)
+        assert not stopped.is_alive()
