@@ -165,7 +165,7 @@ class DrRuntime:
     def search_catalog(
         self, headers: Mapping[str, str], query: CatalogQuery
     ) -> ReadRoute[CatalogPage] | None:
-        """A catalog search routed by x-ig-read-from (None: no header, usual path)."""
+        """A catalog search routed by x-ig-read-from (None: no pair, usual path)."""
         return self.route_catalog(headers, lambda view: view.search(query))
 
     def route_catalog(
@@ -183,7 +183,8 @@ class DrRuntime:
     def route_read(
         self, headers: Mapping[str, str], kind: type[V], work: Callable[[V], T]
     ) -> ReadRoute[T] | None:
-        """A read-model read routed by x-ig-read-from (None: no header, usual path).
+        """A read-model read routed by x-ig-read-from (default ``nearest``: the
+        region this API runs in, as for /v1/dr/commands); None without a pair.
 
         A standby answers (work on its replicated view of class ``kind``) when
         it is up, within the TTL and at or past x-ig-min-position in that view;
@@ -191,9 +192,9 @@ class DrRuntime:
         reads the primary's view as usual. Either way the route's headers name
         the region; a standby's answer adds its position, lag and staleness.
         """
-        raw = headers.get("x-ig-read-from")
-        if raw is None or self.catalogs is None:
+        if self.catalogs is None:
             return None
+        raw = headers.get("x-ig-read-from", "nearest")
         state = self.pair().state
         region = {
             "primary": state.primary,

@@ -188,8 +188,22 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
     _assert_stale_then_primary(api, site, wanted, _routes(source, export_id)[0])
 
 
+def test_without_the_header_reads_come_from_the_region_the_api_runs_in(
+    site: Site, api: TestClient[Any]
+) -> None:
+    """The API runs in region B (CONDUCTOR_DR_REGION): `nearest` is the default."""
+    assert site.pair.state.standby == "B"
+    got = _get(api, "/v1/datasets?limit=5")
+    assert got.headers["x-ig-read-region"] == "B"
+    asked = _get(api, "/v1/datasets?limit=5", **{"x-ig-read-from": "nearest"})
+    assert asked.json() == got.json()
+
+
 def _search(api: TestClient[Any]) -> Any:
-    return _get(api, "/v1/datasets?limit=200&status=any")
+    """On the primary: its per-process cache is what a switch must empty."""
+    return _get(
+        api, "/v1/datasets?limit=200&status=any", **{"x-ig-read-from": "primary"}
+    )
 
 
 def test_a_switch_empties_the_search_cache_and_resumes_the_runners(
