@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
-from adapters.pg_schema import schema_lock
-from adapters.sqlite_view import SQLiteViewRecorder
+from adapters.sql_view import PostgresSqlView, SQLiteSqlView, SqlView
 from projections.exports import ExportRow, ExportsView
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from contextlib import AbstractContextManager
 
     from eventsourcing.persistence import Tracking
 
@@ -97,21 +93,8 @@ def _row(record: Any) -> ExportRow:
     )
 
 
-class _ExportsSQL(ExportsView):
-    """The queries; subclasses say how to read, write and spell a parameter."""
-
-    mark = "?"
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Any]:
-        """A read-only transaction yielding a cursor."""
-
-    @abstractmethod
-    def _writing(self) -> AbstractContextManager[Any]:
-        """A write transaction yielding a cursor."""
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", self.mark)
+class _ExportsSQL(SqlView, ExportsView):
+    """The queries (the backend bases supply the transactions)."""
 
     def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, ExportRow]:
         marks = ",".join("?" * len(ids))
@@ -175,56 +158,19 @@ class _ExportsSQL(ExportsView):
         )
 
 
-class SQLiteExportsView(_ExportsSQL, SQLiteViewRecorder):
+class SQLiteExportsView(SQLiteSqlView, _ExportsSQL):
     """Exports read model in the event log's SQLite file."""
 
     tracking_table = "exports_tracking"
 
     def view_tables(self) -> list[str]:
-        return [
-            TABLE,
-            *INDEXES,
-        ]
-
-    def _reading(self) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=False)
-
-    def _writing(self) -> AbstractContextManager[Any]:
-        return self.writer.transaction()
-
-    def reset(self) -> None:
-        with self.writer.transaction() as c:
-            self._drop_rows(c, self.tracking_table)
-
-    def close(self) -> None:
-        self.writer.close()
+        return [TABLE, *INDEXES]
 
 
-class PostgresExportsView(_ExportsSQL, PostgresTrackingRecorder):
+class PostgresExportsView(PostgresSqlView, _ExportsSQL):
     """Exports read model in the event log's PostgreSQL database."""
 
-    mark = "%s"
+    tracking_table = "exports_tracking"
 
-    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
-        kwargs["tracking_table_name"] = "exports_tracking"
-        super().__init__(datastore, **kwargs)
-        from psycopg.sql import SQL  # noqa: PLC0415
-
-        self.sql_create_statements += [
-            SQL(TABLE).format(),
-            *(SQL(i).format() for i in INDEXES),
-        ]
-
-    def create_table(self) -> None:
-        with schema_lock(self.datastore):
-            super().create_table()
-
-    def _reading(self) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=False)
-
-    def _writing(self) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=True)
-
-    def reset(self) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            self._drop_rows(c, self.tracking_table_name)
+    def view_tables(self) -> list[str]:
+        return [TABLE, *INDEXES]

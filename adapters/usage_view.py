@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 
-from adapters.pg_schema import schema_lock
-from adapters.sqlite_view import SQLiteViewRecorder
+from adapters.sql_view import PostgresSqlView, SQLiteSqlView, SqlView
 from domain.usage import BUCKETS, BudgetRow, Counts
 from projections.usage import UsageChanges, UsageView
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from contextlib import AbstractContextManager
 
     from eventsourcing.persistence import Tracking
 
@@ -78,21 +74,8 @@ def _counts(record: Any) -> Counts:
     )
 
 
-class _UsageSQL(UsageView):
-    """The queries; subclasses say how to read, write and spell a parameter."""
-
-    mark = "?"
-
-    @abstractmethod
-    def _reading(self) -> AbstractContextManager[Any]:
-        """A read-only transaction yielding a cursor."""
-
-    @abstractmethod
-    def _writing(self) -> AbstractContextManager[Any]:
-        """A write transaction yielding a cursor."""
-
-    def _sql(self, text: str) -> str:
-        return text.replace("?", self.mark)
+class _UsageSQL(SqlView, UsageView):
+    """The queries (the backend bases supply the transactions)."""
 
     def load_budgets(self, ids: Sequence[UUID]) -> dict[UUID, BudgetRow]:
         marks = ",".join("?" * len(ids))
@@ -191,7 +174,7 @@ class _UsageSQL(UsageView):
         )
 
 
-class SQLiteUsageView(_UsageSQL, SQLiteViewRecorder):
+class SQLiteUsageView(SQLiteSqlView, _UsageSQL):
     """Usage read model in the event log's SQLite file."""
 
     tracking_table = "usage_tracking"
@@ -199,47 +182,14 @@ class SQLiteUsageView(_UsageSQL, SQLiteViewRecorder):
     def view_tables(self) -> list[str]:
         return _tables("REAL")
 
-    def _reading(self) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=False)
 
-    def _writing(self) -> AbstractContextManager[Any]:
-        return self.writer.transaction()
-
-    def reset(self) -> None:
-        with self.writer.transaction() as c:
-            self._drop_rows(c, self.tracking_table)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class PostgresUsageView(_UsageSQL, PostgresTrackingRecorder):
+class PostgresUsageView(PostgresSqlView, _UsageSQL):
     """Usage read model in the event log's PostgreSQL database."""
 
-    mark = "%s"
+    tracking_table = "usage_tracking"
 
-    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
-        kwargs["tracking_table_name"] = "usage_tracking"
-        super().__init__(datastore, **kwargs)
-        from psycopg.sql import SQL  # noqa: PLC0415
-
-        self.sql_create_statements += [
-            SQL(s).format() for s in _tables("DOUBLE PRECISION")
-        ]
-
-    def create_table(self) -> None:
-        with schema_lock(self.datastore):
-            super().create_table()
-
-    def _reading(self) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=False)
-
-    def _writing(self) -> AbstractContextManager[Any]:
-        return self.datastore.transaction(commit=True)
-
-    def reset(self) -> None:
-        with self.datastore.transaction(commit=True) as c:
-            self._drop_rows(c, self.tracking_table_name)
+    def view_tables(self) -> list[str]:
+        return _tables("DOUBLE PRECISION")
 
 
 def usage_view(ledger: Ledger) -> UsageView:
