@@ -10,13 +10,11 @@ writer; every answer is a 201 or a 503 problem, never a 500.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from litestar.testing import TestClient
 
 from adapters.dr.health import wait_fresh
 from adapters.dr.roles import (
@@ -25,20 +23,20 @@ from adapters.dr.roles import (
     switchover,
     wait_caught_up,
 )
-from adapters.dr.site import Site, create_site
 from adapters.ledger.verify import verify_chain
-from api.app import create_app
-from api.settings import Settings
-from tests.conftest import SECRET, bearer, dataset_body
+from tests.conftest import bearer, dataset_body
+from tests.integration.dr_support import TTL_MS, pair_api, pair_site
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from litestar.testing import TestClient
+
     from adapters.dr.primary_ledger import PrimaryLedger
+    from adapters.dr.site import Site
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-TTL_MS = 2000  # generous: a loaded machine delays the 250 ms heartbeat
 H = bearer("acme")
 REGION_PROBLEMS = {
     "/problems/region-unavailable",
@@ -49,32 +47,20 @@ REGION_PROBLEMS = {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("drledger")
-    os.chmod(root, 0o755)  # noqa: PTH101 - postgres must traverse it
-    made = create_site(root / "pair", sync=True)
-    try:
-        yield made
-    finally:
-        made.close(destroy=True)
+    yield from pair_site(tmp_path_factory, "drledger")
 
 
 @pytest.fixture(scope="module")
 def api(
     site: Site, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient[Any]]:
-    var = tmp_path_factory.mktemp("drledgervar")
-    settings = Settings(
-        var=str(var),
-        database_url="",  # the log goes on the pair
-        jwt_secret=SECRET,
-        dr_root=str(site.pair.root),
-        dr_region="B",
-        stale_read_ttl_ms=TTL_MS,
-        checkpoint_interval_s=3600.0,
+    yield from pair_api(
+        site,
+        tmp_path_factory,
+        "drledgervar",
+        log_on_pair=True,
         projection_poll_s=0.05,
     )
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def _ledger(api: TestClient[Any]) -> PrimaryLedger:

@@ -7,7 +7,6 @@ the module; every test leaves it with the link up and A as the primary.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -17,50 +16,38 @@ import pytest
 from litestar.testing import TestClient
 
 from adapters.dr.health import region_status
-from adapters.dr.site import Site, create_site
 from adapters.dr.tls import CertificateAuthority
 from api.app import create_app
 from api.settings import Settings
 from tests.conftest import SECRET, bearer
+from tests.integration.dr_support import TTL_MS, pair_api, pair_site
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+    from adapters.dr.site import Site
 
-TTL_MS = 2000  # generous: a loaded machine delays the 250 ms heartbeat
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("drpair")
-    os.chmod(root, 0o755)  # noqa: PTH101 - postgres must traverse it
-    made = create_site(root / "pair", sync=True)
-    try:
-        yield made
-    finally:
-        made.close(destroy=True)
+    yield from pair_site(tmp_path_factory, "drpair")
 
 
 @pytest.fixture(scope="module")
 def api(
     site: Site, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient[Any]]:
-    var = tmp_path_factory.mktemp("drvar")
-    settings = Settings(
-        var=str(var),
-        database_url=f"sqlite:///{var / 'conductor.db'}",
-        jwt_secret=SECRET,
-        dr_root=str(site.pair.root),
-        dr_region="B",
-        stale_read_ttl_ms=TTL_MS,
+    yield from pair_api(
+        site,
+        tmp_path_factory,
+        "drvar",
+        log_on_pair=False,
         dr_lag_alert_ms=300,
         dr_lag_alert_for_s=0.5,
-        checkpoint_interval_s=3600.0,
     )
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def _count(site: Site, region: str) -> int:

@@ -19,16 +19,13 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from litestar.testing import TestClient
 
 from adapters.dr.health import wait_fresh
 from adapters.dr.roles import switchover
-from adapters.dr.site import Site, create_site
-from api.app import create_app
 from api.dr_runtime import ledger_label, on_primary_switch
-from api.settings import Settings
 from projections.runner import BatchRunner
 from tests.conftest import SECRET, bearer, dataset_body
+from tests.integration.dr_support import TTL_MS, pair_api, pair_site
 from tests.integration.server import REPO_ROOT
 from tests.integration.test_exports import register, request, settle
 
@@ -36,42 +33,33 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
 
+    from litestar.testing import TestClient
+
+    from adapters.dr.site import Site
     from api.services import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
-TTL_MS = 2000  # generous: a loaded machine delays the 250 ms heartbeat
 H = bearer("acme")
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("drreads")
-    os.chmod(root, 0o755)  # noqa: PTH101 - postgres must traverse it
-    made = create_site(root / "pair", sync=True)
-    try:
-        yield made
-    finally:
-        made.close(destroy=True)
+    yield from pair_site(tmp_path_factory, "drreads")
 
 
 @pytest.fixture(scope="module")
 def api(
     site: Site, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient[Any]]:
-    settings = Settings(
-        var=str(tmp_path_factory.mktemp("drreadsvar")),
-        database_url="",  # the log goes on the pair
-        jwt_secret=SECRET,
-        dr_root=str(site.pair.root),
-        dr_region="B",
-        stale_read_ttl_ms=TTL_MS,
-        checkpoint_interval_s=3600.0,
+    yield from pair_api(
+        site,
+        tmp_path_factory,
+        "drreadsvar",
+        log_on_pair=True,
         projection_poll_s=0.05,
         metering=False,  # no periodic events: the log only moves when we write
     )
-    with TestClient(create_app(settings)) as client:
-        yield client
 
 
 def _services(api: TestClient[Any]) -> Services:
