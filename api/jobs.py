@@ -11,7 +11,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from api.er_runtime import offpeak_trigger
 from application.budgets import PLATFORM
-from application.lag_alerts import LagAlerts
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -94,7 +93,7 @@ def platform_guards(services: Services) -> None:
         return
     now = time.time()
     # the lag alert is recorded by whichever process watches the DR pair
-    firing = LagAlerts(services.ledger).firing()
+    firing = services.lag_alerts().firing()
     autopilot.set_guard(
         PLATFORM,
         "replica-lag",

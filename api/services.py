@@ -37,6 +37,7 @@ from application.budgets import Budgets
 from application.datasets import Datasets
 from application.export_pipeline import ExportPipeline
 from application.exports import Exports
+from application.lag_alerts import LagAlerts
 from application.metering import Meter, PriceTable
 from projections.catalog import CatalogProjection, CatalogView, SearchCache
 from projections.coverage import CatalogQueries
@@ -131,6 +132,7 @@ class Services:
         self.incidents = incidents
         """Guard-breach issues (application.incidents.Incidents)."""
         self._meter_jobs: Any = None
+        self._lag_alerts: LagAlerts | None = None
         self._closed = threading.Event()
         self._scheduler: Any = None
         self.started_at = datetime.now(UTC)
@@ -161,6 +163,12 @@ class Services:
 
     def export_progress(self, export_id: UUID) -> tuple[int, int] | None:
         return self.worker.progress(export_id)
+
+    def lag_alerts(self) -> LagAlerts:
+        """The replica-lag alerts in the log (made once, on first use)."""
+        if self._lag_alerts is None:
+            self._lag_alerts = LagAlerts(self.ledger)
+        return self._lag_alerts
 
     def _flush_meter(self) -> None:
         """On shutdown: the last interval's metering goes to the log too."""

@@ -48,11 +48,12 @@ class SloShaper:
             t: c.requests / span
             for t, c in self.view.active_tenants(minute - 4, minute).items()
         }
+        # The rows are current: the tick waited for the projection, and this
+        # tick's earlier actions (guards, cost caps) never touch slo-page.
         shaped = {
-            r.tenant: r
+            r.tenant: r.shaping["slo-page"]
             for r in rows
-            if (b := self.budgets.budget(r.tenant)) is not None
-            and "slo-page" in b.shaping
+            if r.shaping and "slo-page" in r.shaping
         }
         paging = sorted(t for t, b in burns.items() if b.page)
         actions: list[Action] = []
@@ -75,11 +76,9 @@ class SloShaper:
                 actions.append(self._engage_slo(tenant, target, reason, numbers, now_s))
                 self.last_shape_s = now_s
         quiet = now_s - (self.last_page_s or now_s)
-        for tenant in shaped:
-            budget = self.budgets.budget(tenant)
-            if budget is None or quiet < cfg.min_dwell_s:
+        for tenant, rule in shaped.items():
+            if quiet < cfg.min_dwell_s:
                 continue
-            rule = budget.shaping["slo-page"]
             attempts = rates.get(tenant, 0.0)
             if attempts <= cfg.release_demand * float(rule["rate"]):
                 numbers = {

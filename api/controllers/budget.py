@@ -16,7 +16,7 @@ from api.problems import Problem
 from api.requests import principal
 from api.services import Services
 from application.tenant_burn import measure
-from domain.budget import TenantBudget, dec
+from domain.budget import TenantBudget, budget_id, dec
 
 Tenant = FromPath[str]
 
@@ -154,8 +154,8 @@ class BudgetController(Controller):
         _own(request, tenant)
         if services.usage is None:
             raise Problem(503, "the usage read model is not available")
-        row = next((r for r in services.usage.budgets() if r.tenant == tenant), None)
-        if row is None:
+        row = services.usage.load_budgets([budget_id(tenant)]).get(budget_id(tenant))
+        if row is None or not row.period:
             raise Problem(404, f"tenant {tenant} has no budget")
         burn = measure(services.usage, row, time.time())
         evidence = burn.evidence()

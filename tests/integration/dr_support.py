@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 from litestar.testing import TestClient
@@ -10,10 +12,11 @@ from litestar.testing import TestClient
 from adapters.dr.site import Site, create_site
 from api.app import create_app
 from api.settings import Settings
-from tests.conftest import SECRET
+from tests.conftest import REPO_ROOT, SECRET
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     import pytest
 
@@ -56,3 +59,16 @@ def pair_api(
     )
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+def dr_cli(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`conductor dr ARGS` as a real process with ``var`` as CONDUCTOR_VAR."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "dr", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "CONDUCTOR_VAR": str(var), "CONDUCTOR_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )

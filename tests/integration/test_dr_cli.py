@@ -14,21 +14,10 @@ import pytest
 from adapters.dr.health import wait_fresh
 from adapters.dr.pair import RegionPair
 from adapters.dr.roles import promote, rewind_as_standby, switchover
-from tests.conftest import REPO_ROOT, SECRET
+from tests.conftest import REPO_ROOT
+from tests.integration.dr_support import dr_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
-
-
-def _conductor(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", "dr", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, "CONDUCTOR_VAR": str(var), "CONDUCTOR_JWT_SECRET": SECRET},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def _postgres_under(path: Path) -> list[int]:
@@ -54,23 +43,23 @@ def test_up_status_down_leave_nothing_behind(tmp_path: Path) -> None:
     os.chmod(var, 0o755)  # noqa: PTH101
     root = var / "dr"
     try:
-        up = _conductor(var, "up", "--async", "--link-delay-ms", "5")
+        up = dr_cli(var, "up", "--async", "--link-delay-ms", "5")
         assert up.returncode == 0, up.stderr
         assert "A primary" in up.stdout
         pair = RegionPair.load(root)
         assert not pair.state.sync
         assert pair.state.daemon_pid
-        status = _conductor(var, "status", "--json")
+        status = dr_cli(var, "status", "--json")
         assert status.returncode == 0, status.stderr
         regions = json.loads(status.stdout)["regions"]
         assert [(r["region"], r["role"]) for r in regions] == [
             ("A", "primary"),
             ("B", "standby"),
         ]
-        again = _conductor(var, "up")
+        again = dr_cli(var, "up")
         assert again.returncode == 2
     finally:
-        down = _conductor(var, "down")
+        down = dr_cli(var, "down")
     assert down.returncode == 0, down.stderr
     assert not root.exists()
     assert _postgres_under(root) == []
@@ -82,7 +71,7 @@ def test_switchover_drill_prints_signed_evidence_as_json(tmp_path: Path) -> None
     var.mkdir()
     os.chmod(tmp_path, 0o755)  # noqa: PTH101 - postgres must traverse it
     os.chmod(var, 0o755)  # noqa: PTH101
-    drill = _conductor(
+    drill = dr_cli(
         var,
         "drill",
         "--mode",
@@ -166,7 +155,7 @@ def test_daemon_follows_a_failover_made_by_another_process(tmp_path: Path) -> No
     os.chmod(var, 0o755)  # noqa: PTH101
     root = var / "dr"
     try:
-        up = _conductor(var, "up", "--sync")
+        up = dr_cli(var, "up", "--sync")
         assert up.returncode == 0, up.stderr
         pair = RegionPair.load(root)
         _wait_beating(pair, "A", root / "daemon.log")
@@ -177,7 +166,7 @@ def test_daemon_follows_a_failover_made_by_another_process(tmp_path: Path) -> No
         # the relay points at B now; A replays B's fresh heartbeats.
         rewind_as_standby(pair, "A")
         wait_fresh(pair, timeout=10)
-        status = _conductor(var, "status", "--json")
+        status = dr_cli(var, "status", "--json")
         assert status.returncode == 0, status.stderr
         shown = json.loads(status.stdout)
         assert shown["epoch"] == 2
@@ -191,6 +180,6 @@ def test_daemon_follows_a_failover_made_by_another_process(tmp_path: Path) -> No
         wait_fresh(pair, timeout=10)  # B, rewound, replicates from A again
         assert "dr_state_followed" in (root / "daemon.log").read_text()
     finally:
-        down = _conductor(var, "down")
+        down = dr_cli(var, "down")
     assert down.returncode == 0, down.stderr
     assert _postgres_under(root) == []

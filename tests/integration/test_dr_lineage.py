@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,8 +31,9 @@ from application.datasets import Datasets
 from domain.values import DatasetSpec
 from projections.lineage import LineageProjection
 from projections.runner import BatchRunner
-from tests.conftest import REPO_ROOT, SECRET, bearer
+from tests.conftest import SECRET, bearer
 from tests.fakes import MemoryLineageView
+from tests.integration.dr_support import dr_cli
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -291,18 +290,6 @@ def test_failover_and_restart_keep_the_store_exact(
         _assert_same_graph(again.view, writer_c, writer_c.log)
 
 
-def _conductor(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", "dr", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, "CONDUCTOR_VAR": str(var), "CONDUCTOR_JWT_SECRET": SECRET},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 def test_dr_up_runs_region_b_follower_in_its_daemon(tmp_path: Path) -> None:
     """`conductor dr up` leaves a daemon that keeps B's lineage store current."""
     var = tmp_path / "var"
@@ -311,7 +298,7 @@ def test_dr_up_runs_region_b_follower_in_its_daemon(tmp_path: Path) -> None:
     os.chmod(var, 0o755)  # noqa: PTH101
     root = var / "dr"
     try:
-        up = _conductor(var, "up")
+        up = dr_cli(var, "up")
         assert up.returncode == 0, up.stderr
         assert "lineage" in up.stdout
         writer = Writer(RegionPair.load(root), "A")
@@ -331,6 +318,6 @@ def test_dr_up_runs_region_b_follower_in_its_daemon(tmp_path: Path) -> None:
         finally:
             store.close()
     finally:
-        down = _conductor(var, "down")
+        down = dr_cli(var, "down")
     assert down.returncode == 0, down.stderr
     assert not root.exists()
