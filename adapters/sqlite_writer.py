@@ -61,6 +61,15 @@ class SQLiteWriter:
             except BaseException:
                 connection.rollback()
                 raise
+            finally:
+                # Close here, on the thread that owns the connection. A cursor
+                # left to the garbage collector (an exception's traceback keeps
+                # this frame in a cycle) is reset by whichever thread collects
+                # it: that thread then waits for this connection's mutex, which
+                # a busy-waiting BEGIN IMMEDIATE here may hold while it waits
+                # for the write lock the collecting thread holds. Deadlock until
+                # the busy timeout, then "database is locked".
+                cursor.close()
 
     def close(self) -> None:
         with self._lock:
