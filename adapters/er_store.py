@@ -46,6 +46,8 @@ def _tables(blob: str) -> tuple[str, ...]:
         "position BIGINT NOT NULL, PRIMARY KEY (tenant, entity_set))",
         "CREATE TABLE IF NOT EXISTS er_job_queue (id TEXT PRIMARY KEY, "
         "tenant TEXT NOT NULL, run_after TEXT NOT NULL, status TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS er_job_leases (id TEXT PRIMARY KEY, "
+        "owner TEXT NOT NULL, until TEXT NOT NULL)",
     )
 
 
@@ -254,11 +256,39 @@ class SqlVectorStore:
             )
             return [UUID(r["id"]) for r in c.fetchall()]
 
+    def claim(self, job_id: UUID, owner: str, now: datetime, until: datetime) -> bool:
+        """One statement, so two claimers cannot both win (see JobQueue)."""
+        with self._writing() as c:
+            c.execute(
+                self._sql(
+                    "INSERT INTO er_job_leases (id, owner, until) VALUES (?, ?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, "
+                    "until = excluded.until WHERE er_job_leases.until <= ? "
+                    "RETURNING owner"
+                ),
+                (str(job_id), owner, _stamp(until), _stamp(now)),
+            )
+            return c.fetchone() is not None
+
+    def renew(self, job_id: UUID, owner: str, until: datetime) -> bool:
+        with self._writing() as c:
+            c.execute(
+                self._sql(
+                    "UPDATE er_job_leases SET until = ? WHERE id = ? AND owner = ? "
+                    "RETURNING owner"
+                ),
+                (_stamp(until), str(job_id), owner),
+            )
+            return c.fetchone() is not None
+
     def dequeue(self, job_id: UUID) -> None:
         with self._writing() as c:
             c.execute(
                 self._sql("UPDATE er_job_queue SET status = 'done' WHERE id = ?"),
                 (str(job_id),),
+            )
+            c.execute(
+                self._sql("DELETE FROM er_job_leases WHERE id = ?"), (str(job_id),)
             )
 
     def close(self) -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api.progress import Progress
+from application.er_assist import LEASE_LOST, LEASED_ELSEWHERE
 
 if TYPE_CHECKING:
     import argparse
+    from uuid import UUID
 
     from api.settings import Settings
+    from application.er_assist import ErAssist
     from application.er_eval import EvalReport, SideReport
 
 ROWS = (("blocking", "baseline"), ("blocking + ANN", "assist"), ("ANN only", "ann"))
@@ -172,14 +176,46 @@ def cmd_embed(settings: Settings, args: argparse.Namespace) -> int:
         if not job.forced:
             print(f"job {job.id}: {job.records:,} records, runs after {job.run_after}")
             return 0
-        progress = Progress(f"embedding {job.records:,} records", job.records)
-        status = services.er.app.run_job(
-            job.id, lambda done, _total: progress.update(done)
-        )
-        finished = services.er.app.get_job(tenant=args.tenant, job_id=job.id)
-        progress.finish(finished.embedded)
-        print(f"job {job.id}: {status}, {finished.embedded:,} records embedded")
+        status = _run_job(services.er.app, job.id, job.records)
         return 0 if status == "completed" else 1
+    finally:
+        services.close()
+
+
+def _run_job(app: ErAssist, job_id: UUID, records: int) -> str:
+    """Run one job here with a progress display; print and return its status."""
+    progress = Progress(f"embedding {records:,} records", records)
+    status = app.run_job(job_id, lambda done, _total: progress.update(done))
+    if status in {LEASED_ELSEWHERE, LEASE_LOST}:
+        progress.finish(0)
+        print(f"job {job_id}: {status} (another run holds it)")
+        return status
+    finished = app.get_job_any_tenant(job_id)
+    progress.finish(finished.embedded if finished else 0)
+    embedded = finished.embedded if finished else 0
+    print(f"job {job_id}: {status}, {embedded:,} records embedded")
+    return status
+
+
+def cmd_run_due(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the due jobs here, one by one (and resume any whose run was lost)."""
+    del args
+    from api.services import build_services  # noqa: PLC0415
+
+    services = build_services(settings)
+    try:
+        assert services.er is not None
+        app = services.er.app
+        due = app.due_jobs(datetime.now(UTC))
+        if not due:
+            print("no embedding job is due")
+            return 0
+        failed = 0
+        for job_id in due:
+            job = app.get_job_any_tenant(job_id)
+            status = _run_job(app, job_id, job.records if job else 0)
+            failed += status not in {"completed", LEASED_ELSEWHERE}
+        return 1 if failed else 0
     finally:
         services.close()
 
@@ -219,3 +255,9 @@ def add_commands(sub: Any) -> None:
         "--force", action="store_true", help="run now, with a progress bar"
     )
     embed.set_defaults(func=cmd_embed)
+
+    due = er.add_parser(
+        "run-due",
+        help="run the due embedding jobs here, resuming any whose run was lost",
+    )
+    due.set_defaults(func=cmd_run_due)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from adapters.er_files import CsvRecordFiles
 from adapters.er_store import SqlVectorStore
 from adapters.hnsw import HnswIndexes, HnswParams, HnswSearch
 from adapters.secrets import FileSecrets
-from application.er_assist import ErAssist
+from application.er_assist import LEASE_LOST, LEASED_ELSEWHERE, ErAssist
 from application.er_input import ErPolicy, Ports
 from application.er_rules import Blocking, Gate
 
@@ -59,6 +60,7 @@ def er_policy(settings: Settings) -> ErPolicy:
         max_batch=settings.er_max_batch,
         next_window=lambda now: next_window(trigger, now),
         clock=lambda: datetime.now(UTC),
+        lease_s=settings.er_job_lease_s,
     )
 
 
@@ -80,16 +82,18 @@ class ErWorker:
         self._progress: dict[UUID, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
-    def start(self, job_id: UUID) -> None:
+    def start(self, job_id: UUID) -> bool:
+        """Queue a run of the job here; False if this process already has one."""
         with self._lock:
             if job_id in self._progress:
-                return
+                return False
             self._progress[job_id] = (0, 0)
         self._pool.submit(self._run, job_id)
+        return True
 
-    def start_all(self, job_ids: Iterable[UUID]) -> None:
-        for job_id in job_ids:
-            self.start(job_id)
+    def start_all(self, job_ids: Iterable[UUID]) -> list[UUID]:
+        """Queue runs of the jobs; the ones not already running here."""
+        return [job_id for job_id in job_ids if self.start(job_id)]
 
     def progress(self, job_id: UUID) -> tuple[int, int] | None:
         with self._lock:
@@ -111,13 +115,19 @@ class ErWorker:
         try:
             status = self.app.run_job(job_id, progress)
         except Exception:
+            # The job stays "running" under this run's lease; once the lease
+            # expires, the next run_due resumes it (ErAssist.run_job).
             log.exception("er_job_crashed", job_id=str(job_id))
             status = "crashed"
         finally:
             with self._lock:
                 done = self._progress.pop(job_id, (0, 0))[0]
         self.metrics.er_records_embedded.inc(done)
-        log.info(
+        if status == LEASED_ELSEWHERE:
+            log.info("er_job_leased_elsewhere", job_id=str(job_id))
+            return status
+        log.log(
+            logging.WARNING if status == LEASE_LOST else logging.INFO,
             "er_job_finished",
             job_id=str(job_id),
             status=status,
@@ -164,10 +174,10 @@ class ErRuntime:
         metrics.watch_er_eval(self.root / LAST_EVAL)
 
     def run_due(self, now: datetime | None = None) -> list[UUID]:
-        """Start every queued job whose window has come; returns their ids."""
-        due = self.app.due_jobs(now or datetime.now(UTC))
-        self.worker.start_all(due)
-        return due
+        """Start every queued job whose window has come and that this process
+        is not running yet; returns their ids. (A job another process runs is
+        skipped by its lease; one whose lease expired is resumed.)"""
+        return self.worker.start_all(self.app.due_jobs(now or datetime.now(UTC)))
 
     def last_eval(self) -> dict[str, Any] | None:
         """The last `conductor er eval`'s numbers, if one ran (no values)."""

@@ -72,6 +72,9 @@ class JobOut(Out, frozen=True):
     done: int
     forced: bool
     run_after: datetime
+    attempt: int = 0
+    """Runs started so far: 0 while scheduled; above 1 when a lost run was
+    resumed elsewhere (its lease expired)."""
     position: int | None = None
     vectors_sha256: str | None = None
     failure: str | None = None

@@ -233,4 +233,13 @@ def scheduler(services: Services) -> BackgroundScheduler:
             args=[services],
             id="er-offpeak",
         )
+        # Due jobs whose run was lost (its lease expired), or whose window
+        # came while no process ran, start without waiting for a restart.
+        jobs.add_job(
+            run_offpeak_er_jobs,
+            "interval",
+            args=[services],
+            id="er-due",
+            seconds=services.settings.er_job_lease_s,
+        )
     return jobs

@@ -6,7 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
@@ -87,6 +87,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Records per resolve request."""
     er_offpeak_hours: str = "1-5"
     """Off-peak window: a cron hour field (UTC) in which queued jobs start."""
+    er_job_lease_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """An embedding job run's lease: a run lost (crashed, killed) this long is
+    taken over and resumed; the service also looks for such jobs this often."""
     er_hnsw_m: int = 16
     er_hnsw_ef_construction: int = 200
     er_hnsw_ef: int = 200

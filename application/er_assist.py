@@ -11,8 +11,10 @@ off-peak window unless forced (the cap holds either way).
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import numpy as np
 from eventsourcing.persistence import IntegrityError
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from application.er_input import ErPolicy, ErRecord, Ports
-    from application.ports import EventLog
+    from application.ports import EventLog, JobQueue
 
 
 VIA = {(True, True): "both", (True, False): "blocking", (False, True): "ann"}
@@ -248,24 +250,47 @@ class ErAssist(LedgerApplication):
             raise ErJobNotFoundError(job_id)
         return job
 
-    def run_job(self, job_id: UUID, progress: Callable[[int, int], None]) -> str:
-        """Embed the job's file in chunks, store and index; returns the status."""
+    def get_job_any_tenant(self, job_id: UUID) -> EmbeddingJob | None:
+        """The job whoever's it is (operators' tools: the CLI), or None."""
         job = self._load(job_id)
-        if not isinstance(job, EmbeddingJob) or job.status != "scheduled":
+        return job if isinstance(job, EmbeddingJob) else None
+
+    def run_job(self, job_id: UUID, progress: Callable[[int, int], None]) -> str:
+        """Embed the job's file in chunks, store and index; returns the status.
+
+        The run holds the job's lease (JobQueue) from start to end: a job
+        leased elsewhere is left alone ("leased-elsewhere"); a job left
+        "running" by a run whose lease expired is resumed (a Resumed event,
+        then the whole file again: vectors are upserted by record id, so the
+        lost run's partial work is simply overwritten); a run that finds its
+        lease taken over stops without recording anything ("lease-lost").
+        """
+        lease = _Lease(self.ports.queue, job_id, self.policy)
+        if not lease.claim():
+            return LEASED_ELSEWHERE
+        job = self._load(job_id)
+        if not isinstance(job, EmbeddingJob) or job.status not in RUNNABLE:
             self.ports.queue.dequeue(job_id)
             return getattr(job, "status", "missing")
-        job.start()
+        if job.status == "running":
+            job.resume()
+        else:
+            job.start()
         self._save(job)
         digest = hashlib.sha256()
         done = 0
         try:
             path = self.ports.sources.resolve(job.tenant, job.location)
             for ids, columns in self.ports.files.chunks(path, job.id_column):
+                if not lease.renew():
+                    return LEASE_LOST
                 vectors = self.ports.embedder.embed(job.tenant, columns)
                 self._store(job.tenant, job.entity_set, ids, vectors, None)
                 digest.update(vectors.tobytes())
                 done += len(ids)
                 progress(done, job.records)
+            if not lease.renew(force=True):
+                return LEASE_LOST
         except (TransformRefusedError, ValueError, OSError) as error:
             job.fail(reason=type(error).__name__)
             self._save(job)
@@ -287,6 +312,43 @@ class ErAssist(LedgerApplication):
     def due_jobs(self, now: datetime) -> list[UUID]:
         """Queued jobs whose window has come."""
         return self.ports.queue.due(now)
+
+
+LEASED_ELSEWHERE = "leased-elsewhere"
+"""run_job's answer when another run holds the job's lease."""
+LEASE_LOST = "lease-lost"
+"""run_job's answer when its lease expired and another run took the job over."""
+RUNNABLE = frozenset({"scheduled", "running"})
+
+
+class _Lease:
+    """One run's hold on a job: claimed once, renewed as the run goes."""
+
+    def __init__(self, queue: JobQueue, job_id: UUID, policy: ErPolicy) -> None:
+        self._queue = queue
+        self._job_id = job_id
+        self._policy = policy
+        self.owner = uuid4().hex
+        self._renewed = policy.clock()
+
+    def _until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self._policy.lease_s)
+
+    def claim(self) -> bool:
+        now = self._policy.clock()
+        self._renewed = now
+        return self._queue.claim(self._job_id, self.owner, now, self._until(now))
+
+    def renew(self, *, force: bool = False) -> bool:
+        """Extend the lease once a third of it has passed (always if force)."""
+        now = self._policy.clock()
+        if (
+            not force
+            and (now - self._renewed).total_seconds() < self._policy.lease_s / 3
+        ):
+            return True
+        self._renewed = now
+        return self._queue.renew(self._job_id, self.owner, self._until(now))
 
 
 def raise_field(field: str, rule: str, message: str) -> NoReturn:

@@ -114,6 +114,9 @@ class ErPolicy:
     next_window: Callable[[datetime], datetime]
     """The start of the next off-peak window at or after a moment."""
     clock: Callable[[], datetime]
+    lease_s: float = 60.0
+    """How long a job run's lease lasts unless renewed (each chunk renews it
+    once a third of it has passed): a run lost this long is taken over."""
 
 
 @dataclass(frozen=True, slots=True)

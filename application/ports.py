@@ -301,8 +301,21 @@ class RecordFiles(Protocol):
 
 
 class JobQueue(Protocol):
-    """Embedding jobs waiting for their time."""
+    """Embedding jobs waiting for their time, and who is running each.
+
+    A run holds a lease on its job: ``claim`` takes it when nobody holds it or
+    its holder's lease has expired (the holder crashed or hung), ``renew``
+    extends it and says whether it is still the caller's. So one job runs in
+    one place at a time across every process, and a lost run is taken over.
+    """
 
     def enqueue(self, job_id: UUID, tenant: str, run_after: datetime) -> None: ...
     def due(self, now: datetime) -> list[UUID]: ...
-    def dequeue(self, job_id: UUID) -> None: ...
+    def claim(self, job_id: UUID, owner: str, now: datetime, until: datetime) -> bool:
+        """Take the job's lease until ``until`` if it is free or expired at ``now``."""
+
+    def renew(self, job_id: UUID, owner: str, until: datetime) -> bool:
+        """Extend owner's lease; False when another owner took the job over."""
+
+    def dequeue(self, job_id: UUID) -> None:
+        """The job is over (completed or failed): never due again, lease dropped."""

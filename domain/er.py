@@ -108,6 +108,12 @@ class EmbeddingJob(Aggregate):
     class Started(Aggregate.Event):
         pass
 
+    class Resumed(Aggregate.Event):
+        """A run whose worker vanished (its lease expired) starts again."""
+
+        attempt: int
+        """1 is the first run; the new run embeds the whole file again."""
+
     class Completed(Aggregate.Event):
         records: int
         vectors_sha256: str
@@ -143,6 +149,7 @@ class EmbeddingJob(Aggregate):
         self.run_after = run_after
         self.requester = requester
         self.status = "scheduled"
+        self.attempt = 0
         self.embedded = 0
         self.vectors_sha256 = ""
         self.failure = ""
@@ -155,6 +162,17 @@ class EmbeddingJob(Aggregate):
     @event(Started)
     def _start(self) -> None:
         self.status = "running"
+        self.attempt = 1
+
+    def resume(self) -> None:
+        """Run again after the worker running it was lost (it stayed running)."""
+        if self.status != "running":
+            raise ErJobStateError(self.id, self.status, "resume")
+        self._resume(attempt=self.attempt + 1)
+
+    @event(Resumed)
+    def _resume(self, *, attempt: int) -> None:
+        self.attempt = attempt
 
     def complete(
         self, *, records: int, vectors_sha256: str, index_size: int, embedder: str

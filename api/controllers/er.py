@@ -101,6 +101,7 @@ def job_out(
         done=live[0] if live else job.embedded,
         forced=job.forced,
         run_after=job.run_after,
+        attempt=job.attempt,
         position=position,
         vectors_sha256=job.vectors_sha256 or None,
         failure=job.failure or None,

@@ -78,9 +78,10 @@ def test_purge_forgets_only_expired_idempotency_keys(client: TestClient[Any]) ->
 
 def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
     """serve refreshes coverage, purges keys, signs checkpoints on intervals,
-    runs queued ER embedding jobs in the off-peak window and ticks the
-    autopilot (incidents are delivered only when a webhook is set); every API
-    process flushes its meter."""
+    runs queued ER embedding jobs in the off-peak window (and, every lease,
+    due ones whose run was lost) and ticks the autopilot (incidents are
+    delivered only when a webhook is set); every API process flushes its
+    meter."""
     services = client.app.dependencies["services"].dependency()
     jobs = scheduler(services)
     assert {job.id for job in jobs.get_jobs()} == {
@@ -88,6 +89,7 @@ def test_the_scheduler_carries_every_job(client: TestClient[Any]) -> None:
         "idempotency",
         "checkpoint",
         "er-offpeak",
+        "er-due",
         "autopilot",
         "usage-purge",
     }

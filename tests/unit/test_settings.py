@@ -1,0 +1,21 @@
+"""CONDUCTOR_* settings: typed from the environment, bad values named."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.settings import Settings
+
+
+def test_settings_come_from_conductor_keys_only() -> None:
+    settings = Settings.from_env(
+        {"CONDUCTOR_PORT": "9001", "CONDUCTOR_REGIONS": "EU, UK", "PORT": "1"}
+    )
+    assert (settings.port, settings.regions) == (9001, ("EU", "UK"))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_an_er_job_lease_must_be_a_positive_number_of_seconds(value: str) -> None:
+    with pytest.raises(ValueError, match=r"er_job_lease_s"):
+        Settings.from_env({"CONDUCTOR_ER_JOB_LEASE_S": value})
+    assert Settings.from_env({"CONDUCTOR_ER_JOB_LEASE_S": "2.5"}).er_job_lease_s == 2.5
