@@ -19,7 +19,6 @@ from adapters.er_store import SqlVectorStore
 from adapters.ledger.store import open_ledger
 from api.services import build_services
 from application.er_assist import LEASE_LOST, LEASED_ELSEWHERE, ErAssist
-from domain.er import EmbeddingJob
 from tests.conftest import bearer
 from tests.integration.server import Server, cli
 
@@ -288,26 +287,3 @@ def test_run_due_on_the_command_line_resumes_a_lost_run(
         assert (job.status, job.attempt, job.embedded) == ("completed", 2, 80)
     finally:
         services.close()
-
-
-def test_an_embedding_job_replays_with_its_attempts() -> None:
-    """Resumed is part of the job's history: replaying gives the same state."""
-    job = EmbeddingJob(
-        tenant="acme",
-        entity_set="crm",
-        location="people.csv",
-        id_column="rec_id",
-        records=3,
-        forced=True,
-        run_after=T0,
-        requester="test",
-    )
-    job.start()
-    job.resume()
-    job.resume()
-    assert (job.status, job.attempt) == ("running", 3)
-    copy: EmbeddingJob | None = None
-    for event in job.collect_events():
-        copy = event.mutate(copy)  # type: ignore[assignment]
-    assert copy is not None
-    assert (copy.status, copy.attempt) == ("running", 3)

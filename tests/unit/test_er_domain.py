@@ -66,6 +66,26 @@ class TestEmbeddingJob:
         with pytest.raises(ErJobStateError):
             job.fail(reason="late")
 
+    def test_a_running_job_is_resumed_with_its_attempt_and_replays_so(
+        self,
+    ) -> None:
+        """Resumed (a lost run taken over) counts attempts; only while running."""
+        job = self.job()
+        with pytest.raises(ErJobStateError):
+            job.resume()
+        job.start()
+        job.resume()
+        job.resume()
+        assert (job.status, job.attempt) == ("running", 3)
+        copy: EmbeddingJob | None = None
+        for event in job.collect_events():
+            copy = event.mutate(copy)  # type: ignore[assignment]
+        assert copy is not None
+        assert (copy.status, copy.attempt) == ("running", 3)
+        job.complete(records=3, vectors_sha256="ab" * 32, index_size=3, embedder="e")
+        with pytest.raises(ErJobStateError):
+            job.resume()
+
     def test_a_job_cannot_complete_before_it_starts(self) -> None:
         """Completing a scheduled job is out of order."""
         with pytest.raises(ErJobStateError):
