@@ -50,7 +50,7 @@ class MemoryLineageView(LineageView):
         frontier = [root]
         for hop in range(1, depth + 1):
             frontier = [n for f in frontier for n in neighbours(f) if n not in seen]
-            seen.update({n: hop for n in frontier})
+            seen.update(dict.fromkeys(frontier, hop))
         found = [n for n in seen if self.nodes.get(n, {}).get("tenant") == tenant]
         return LineageGraphView(
             nodes=sorted(

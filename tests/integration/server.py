@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import httpx
 
 from tests.conftest import REPO_ROOT, SECRET
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def free_port() -> int:
@@ -36,7 +38,7 @@ def cli_env(database_url: str, var: Path) -> dict[str, str]:
 
 def cli(database_url: str, var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m api.cli ARGS` against a database; returns the finished process."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         env=cli_env(database_url, var),
         cwd=REPO_ROOT,
@@ -61,7 +63,7 @@ class Server:
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",

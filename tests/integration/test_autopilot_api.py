@@ -10,11 +10,9 @@ issue at a real webhook.
 
 from __future__ import annotations
 
-import msgspec.structs
-from typing import TYPE_CHECKING, Any
-
 import json
 import time
+from typing import TYPE_CHECKING, Any
 
 import msgspec.structs
 import pytest
@@ -235,7 +233,7 @@ def test_a_breach_recorded_before_a_crash_still_gets_its_issue(
     )
     assert services.incidents.list("acme", "all") == []
     guards.incidents = incidents
-    guards._asserted.clear()  # a new process  # noqa: SLF001
+    guards._asserted.clear()  # a new process
     autopilot.set_guard(
         "acme", "catalog-coverage", on=True, evidence=evidence, now_s=2.0
     )

@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from uuid import UUID
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import msgspec.structs
 import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-
 from api.jobs import export_finished, platform_guards, refresh_coverage
 from application.budgets import PLATFORM
 from application.lag_alerts import LagAlerts

@@ -19,7 +19,6 @@ from application.budgets import Budgets
 from domain.budget import TenantBudget
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from application.actions import Action

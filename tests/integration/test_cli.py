@@ -82,7 +82,7 @@ def test_projections_status_and_rebuild_on_an_empty_log(
 def test_a_bad_setting_is_reported_not_raised(sqlite_url: str, tmp_path: Path) -> None:
     """CONDUCTOR_PORT=abc gives a one-line error and exit 2, not a traceback."""
     env = {**cli_env(sqlite_url, tmp_path), "CONDUCTOR_PORT": "abc"}
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "api.cli", "projections", "status"],
         env=env,
         cwd=REPO_ROOT,

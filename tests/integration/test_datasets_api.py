@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -217,7 +218,8 @@ class TestLineage:
         ]
 
     def test_a_cycle_is_refused_with_its_path(self, client: TestClient[Any]) -> None:
-        """Linking raw upstream to report (which depends on raw) is a 409 naming the loop."""
+        """Linking raw upstream to report (which depends on raw): a 409 naming
+        the loop."""
         raw = register(client, "raw")["id"]
         clean = register(client, "clean", upstream=[raw])["id"]
         head = log_head(client)
@@ -396,7 +398,8 @@ class TestCoverageAndOps:
     def test_coverage_counts_registered_data_files(
         self, client: TestClient[Any], settings: Any
     ) -> None:
-        """Files under the tenant's data root count as covered when a dataset points there."""
+        """Files under the tenant's data root count as covered when a dataset
+        points there."""
         root = settings.data_root_path / "acme"
         (root / "raw").mkdir(parents=True)
         for name in ["raw/a.csv", "raw/b.jsonl", "c.csv", "notes.txt"]:
@@ -424,7 +427,7 @@ class TestCoverageAndOps:
         entries = first["entries"] + second["entries"]
         assert [e["position"] for e in entries] == list(range(1, 6))
         assert entries[0]["prevHash"] == "0" * 64
-        for before, after in zip(entries, entries[1:], strict=False):
+        for before, after in itertools.pairwise(entries):
             assert after["prevHash"] == before["hash"]
         assert second["head"]["hash"] == entries[-1]["hash"]
 

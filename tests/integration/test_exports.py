@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,6 +27,8 @@ from tests.integration.server import cli
 from tests.integration.test_tamper import execute
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from api.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -130,7 +131,8 @@ def proven(client: TestClient[Any], settings: Settings) -> tuple[str, str, Path]
 def test_an_allowed_export_is_transformed_proven_and_verifies_offline(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    """201 with the decision; the file holds tokens, not identifiers; the bundle checks."""
+    """201 with the decision; the file holds tokens, not identifiers; the
+    bundle checks."""
     dataset_id = register(client, settings)
     response = request(client, dataset_id)
     assert response.status_code == 201, response.text
@@ -255,7 +257,8 @@ def test_a_retired_dataset_cannot_be_exported(
 def test_a_published_policy_decides_from_then_on_and_is_served_by_digest(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    """A tenant's own Rego (here: nothing leaves on Fridays... or ever) replaces the gate."""
+    """A tenant's own Rego (here: nothing leaves on Fridays... or ever)
+    replaces the gate."""
     dataset_id = register(client, settings)
     module = (
         "package conductor.export\nimport rego.v1\n"
@@ -584,7 +587,7 @@ def _sign_at_one(services: Any) -> Any:
     from adapters.checkpoints import CHECKPOINT_TYPE, Checkpoint  # noqa: PLC0415
 
     services.checkpoints.sync()
-    root = services.checkpoints._tree.root(1).hex()  # noqa: SLF001 - the test's forgery kit
+    root = services.checkpoints._tree.root(1).hex()  # the test's forgery kit
     payload = json.dumps(
         {"origin": "conductor", "size": 1, "rootHash": root, "lastPosition": 1},
         sort_keys=True,
@@ -614,7 +617,7 @@ def _verify_with_checkpoint(
 def test_an_event_dropped_from_the_exported_log_is_named(
     client: TestClient[Any], settings: Settings, tmp_path: Path
 ) -> None:
-    dataset_id, export_id, _ = proven(client, settings)
+    _dataset_id, export_id, _ = proven(client, settings)
     log = tmp_path / "log.jsonl"
     done = cli(
         settings.resolved_database_url,
@@ -651,7 +654,7 @@ def test_one_changed_byte_in_the_database_is_caught_by_replay(
     client: TestClient[Any], settings: Settings, tmp_path: Path
 ) -> None:
     """The dataset's state changed behind the log's back: replay names its position."""
-    dataset_id, export_id, directory = proven(client, settings)
+    _dataset_id, _export_id, directory = proven(client, settings)
     position = manifest_of(directory)["authorizingEvents"][0]["position"]
     url = settings.resolved_database_url
     row = execute(
@@ -687,14 +690,14 @@ def test_one_changed_byte_in_the_database_is_caught_by_replay(
     )
 
 
-# -- the CLI, as an auditor runs it ------------------------------------------------------
+# -- the CLI, as an auditor runs it ----------------------------------------------------
 
 
 def test_conductor_verify_exits_0_on_a_bundle_and_1_naming_each_failure(
     client: TestClient[Any], settings: Settings, tmp_path: Path
 ) -> None:
     """Keys taken from the exported log alone; no service, no database needed."""
-    _, export_id, directory = proven(client, settings)
+    _, _export_id, directory = proven(client, settings)
     log = tmp_path / "log.jsonl"
     url = settings.resolved_database_url
     assert (

@@ -6,10 +6,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.testing import TestClient
-import structlog
 from structlog.testing import capture_logs
 
 from adapters.incident_store import incident_store

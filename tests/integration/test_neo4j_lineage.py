@@ -22,7 +22,8 @@ pytestmark = [
     pytest.mark.skipif(
         not NEO4J_URI,
         reason="NEO4J_URI is not set: Neo4j cannot be installed on this machine; "
-        "the embedded SQL lineage is tested instead (test_datasets_api.py::TestLineage)",
+        "the embedded SQL lineage is tested instead "
+        "(test_datasets_api.py::TestLineage)",
     ),
 ]
 

@@ -15,7 +15,7 @@ from adapters.pgcluster import PgCluster
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-import psycopg  # noqa: E402
+import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -152,7 +152,8 @@ def test_rebuild_of_10k_datasets_equals_the_incremental_projection(
 def test_two_runners_on_one_view_converge_to_a_single_runners_result(
     database_url: str,
 ) -> None:
-    """Racing runners conflict on tracking, roll back, retry, and end up equal to one."""
+    """Racing runners conflict on tracking, roll back, retry, and end up equal
+    to one."""
     ledger = open_ledger(database_url)
     try:
         app = Datasets(ledger, regions=REGIONS)

@@ -34,7 +34,10 @@ def test_a_shaped_tenant_gets_its_rate_across_two_api_processes(
 ) -> None:
     ledger = open_ledger(postgres_url)
     store = shaping_store(ledger)
-    with (tmp_path / "a.log").open("w") as log_a, (tmp_path / "b.log").open("w") as log_b:
+    with (
+        (tmp_path / "a.log").open("w") as log_a,
+        (tmp_path / "b.log").open("w") as log_b,
+    ):
         servers = [
             Server(postgres_url, tmp_path / "var-a", log_a, env=QUIET),
             Server(postgres_url, tmp_path / "var-b", log_b, env=QUIET),

@@ -37,7 +37,9 @@ def test_every_broken_rule_is_named_by_field_and_rule() -> None:
 
 def test_setting_the_same_budget_twice_records_nothing() -> None:
     budget = TenantBudget(tenant="acme")
-    assert budget.set_budget(period="day", cost_cap_units=Decimal(100), slo=SLO, at_ms=1)
+    assert budget.set_budget(
+        period="day", cost_cap_units=Decimal(100), slo=SLO, at_ms=1
+    )
     version = budget.version
     assert not budget.set_budget(
         period="day", cost_cap_units=Decimal(100), slo=SLO, at_ms=2

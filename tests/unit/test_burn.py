@@ -22,7 +22,6 @@ def counts(requests: int, errors: int = 0, slow: int = 0, throttled: int = 0) ->
     return c
 
 
-
 def test_burn_is_the_bad_share_over_the_error_budget() -> None:
     burns = slo_burns(counts(10_000, errors=20, slow=1000), TARGET)
     assert burns["availability"] == pytest.approx(0.002 / 0.001)

@@ -55,7 +55,8 @@ def test_transcoder_output_is_rfc8785_canonical(state: dict[str, object]) -> Non
 def test_fast_hash_equals_reference_hash(
     state: dict[str, object], position: int, version: int, prev: str
 ) -> None:
-    """Concatenating canonical parts gives the same digest as canonicalising the whole."""
+    """Concatenating canonical parts gives the same digest as canonicalising
+    the whole."""
     raw = CanonicalJSONTranscoder().encode(state)
     oid = uuid4()
     topic = "domain.dataset:Dataset.Registered"
@@ -87,7 +88,8 @@ def test_any_byte_change_changes_the_hash() -> None:
 
 
 def test_topics_that_would_need_escaping_are_refused() -> None:
-    """The fast path assumes plain topics; anything else is an error, not a wrong hash."""
+    """The fast path assumes plain topics; anything else is an error, not a
+    wrong hash."""
     assert check_topic("domain.dataset:Dataset.Registered")
     for bad in ['a"b', "a\\b", "é", "a b"]:
         try:

@@ -1,4 +1,5 @@
-"""The export gate: the default Rego policy, fail-closed evaluation, the Export states."""
+"""The export gate: the default Rego policy, fail-closed evaluation, the
+Export states."""
 
 from __future__ import annotations
 
