@@ -23,6 +23,7 @@ from adapters.dr.router import READ_FROM, DrRouter
 from adapters.exports_view import PostgresExportsView
 from adapters.ledger.store import open_ledger
 from api.problems import Problem
+from application.datasets import Datasets
 from application.lag_alerts import LagAlarm, LagAlerts
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ class _LagCollector:
 
 
 class DrRuntime:
-    """The router, the region's lineage store, and the replica-lag alert watcher."""
+    """The router, the regions' reads, and the replica-lag alert watcher."""
 
     def __init__(
         self,
@@ -135,8 +136,13 @@ class DrRuntime:
         lineage: RegionLineage | None = None,
         catalogs: RegionCatalogs | None = None,
         on_stale_read: Callable[[int], None] | None = None,
+        regions: frozenset[str] = frozenset(),
     ) -> None:
         self.router = router
+        self._regions = regions
+        """Dataset regions (CONDUCTOR_REGIONS) for the region logs' registries."""
+        self._registries: dict[int, tuple[Ledger, Datasets]] = {}
+        self._registries_lock = threading.Lock()
         self.lineage = lineage
         """This region's lineage read model (written by the region's follower)."""
         self.catalogs = catalogs
@@ -192,8 +198,49 @@ class DrRuntime:
         reads the primary's view as usual. Either way the route's headers name
         the region; a standby's answer adds its position, lag and staleness.
         """
-        if self.catalogs is None:
+        catalogs = self.catalogs
+        if catalogs is None:
             return None
+        return self._route(
+            headers,
+            kind.__name__,
+            lambda region, wanted: catalogs.read_view(
+                region, kind, work, min_position=wanted
+            ),
+        )
+
+    def route_datasets(
+        self, headers: Mapping[str, str], work: Callable[[Datasets], T]
+    ) -> ReadRoute[T] | None:
+        """work on the dataset registry over a region's copy of the event log
+        (GET a dataset, its history), routed by x-ig-read-from like route_read;
+        the position is that log's head."""
+        catalogs = self.catalogs
+        if catalogs is None:
+            return None
+        return self._route(
+            headers,
+            "log",
+            lambda region, wanted: catalogs.read_log(
+                region, lambda log: work(self._registry(log)), min_position=wanted
+            ),
+        )
+
+    def _registry(self, log: Ledger) -> Datasets:
+        """A read-only registry over a region's log (one per open copy)."""
+        with self._registries_lock:
+            found = self._registries.get(id(log))
+            if found is None or found[0] is not log:
+                found = (log, Datasets(log, regions=self._regions))
+                self._registries = {id(log): found}  # copies are reopened rarely
+            return found[1]
+
+    def _route(
+        self,
+        headers: Mapping[str, str],
+        what: str,
+        read: Callable[[str, int | None], RegionRead[T] | Fallback],
+    ) -> ReadRoute[T]:
         raw = headers.get("x-ig-read-from", "nearest")
         state = self.pair().state
         region = {
@@ -205,28 +252,26 @@ class DrRuntime:
         wanted = headers.get("x-ig-min-position")
         if region == state.primary or not _position(wanted):
             return primary
-        read = self.catalogs.read_view(
-            region, kind, work, min_position=int(wanted) if wanted else None
-        )
-        if isinstance(read, Fallback):
+        got = read(region, int(wanted) if wanted else None)
+        if isinstance(got, Fallback):
             log.info(
                 "region_read_fell_back",
                 region=region,
-                view=kind.__name__,
-                reason=read.reason,
-                lag_ms=read.stale_ms,
+                view=what,
+                reason=got.reason,
+                lag_ms=got.stale_ms,
             )
             return primary
         answer = {
             "x-ig-read-region": region,
-            "x-ig-position": str(read.position),
-            "x-ig-lag-events": str(read.lag_events),
+            "x-ig-position": str(got.position),
+            "x-ig-lag-events": str(got.lag_events),
         }
-        if read.stale_ms:
-            answer["x-ig-stale-read"] = str(read.stale_ms)
+        if got.stale_ms:
+            answer["x-ig-stale-read"] = str(got.stale_ms)
             if self._on_stale_read is not None:
-                self._on_stale_read(read.stale_ms)
-        return ReadRoute(read, answer)
+                self._on_stale_read(got.stale_ms)
+        return ReadRoute(got, answer)
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_S):
@@ -359,4 +404,5 @@ def dr_runtime(settings: Settings, metrics: Metrics, ledger: Ledger) -> DrRuntim
         lineage,
         catalogs,
         on_stale_read=lambda _ms: stale_reads.inc(),
+        regions=frozenset(settings.regions),
     )

@@ -1,4 +1,5 @@
-"""Read-model reads from a region's replicated copy (catalog, exports).
+"""Reads from a region's replicated copy: read models (catalog, exports), or
+the event log itself (a dataset, its history).
 
 With the API's log on the pair (adapters.dr.primary_ledger) the read models'
 tables and tracking positions live in the primary's database and replicate
@@ -118,21 +119,55 @@ class RegionCatalogs:
 
         ``min_position`` and the answer's position are that view's tracking.
         """
+        return self._read(
+            region,
+            lambda copy: copy.view(kind).max_tracking_id(APPLICATION_NAME) or 0,
+            lambda copy: work(copy.view(kind)),
+            min_position,
+        )
+
+    def read_log(
+        self,
+        region: str,
+        work: Callable[[Ledger], T],
+        *,
+        min_position: int | None = None,
+    ) -> RegionRead[T] | Fallback:
+        """work(log) on region's copy of the event log itself, or why not.
+
+        For reads of the write model (an aggregate, its history): the answer's
+        position is the region's log head, ``min_position`` is checked against
+        it, and nothing lags behind the log (lag_events 0).
+        """
+        return self._read(
+            region,
+            lambda copy: copy.log.recorder.max_notification_id() or 0,
+            lambda copy: work(copy.log),
+            min_position,
+        )
+
+    def _read(
+        self,
+        region: str,
+        tracked: Callable[[_Copy], int],
+        work: Callable[[_Copy], T],
+        min_position: int | None,
+    ) -> RegionRead[T] | Fallback:
+        """Up, within the TTL and at min_position: then work(copy) answers."""
         if time.monotonic() < self._down_until.get(region, 0.0):
             return Fallback(region, "down")
         try:
             copy = self._copy(region)
-            view = copy.view(kind)
             with copy.datastore.get_connection() as conn:
                 row = conn.cursor(row_factory=tuple_row).execute(STALENESS_SQL)
                 stale = row.fetchone()
             lag = int(stale[0]) if stale and stale[1] else 0
             if lag > self.ttl_ms:
                 return Fallback(region, "stale", lag)
-            position = view.max_tracking_id(APPLICATION_NAME) or 0
+            position = tracked(copy)
             if min_position is not None and position < min_position:
                 return Fallback(region, "behind", lag)
-            value = work(view)
+            value = work(copy)
             head = copy.log.recorder.max_notification_id() or 0
         except (psycopg.Error, persistence.PersistenceError):
             self._forget(region)

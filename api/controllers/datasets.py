@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -45,12 +45,31 @@ from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogQuery
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from application.datasets import Datasets
     from application.ports import LogEntry
     from domain.dataset import Dataset
     from projections.catalog import CatalogRow, CatalogView, LineageGraphView
     from projections.lineage import LineageView
 
 MAX_LIMIT = 200
+T = TypeVar("T")
+
+
+def from_region(
+    request: Request[Any, Any, Any],
+    services: Services,
+    work: Callable[[Datasets], T],
+) -> tuple[T, dict[str, str]]:
+    """work on the registry of the region x-ig-read-from picks on a DR pair
+    (its copy of the log; headers name the region, position and staleness),
+    else on the primary's."""
+    dr = services.dr
+    route = dr.route_datasets(request.headers, work) if dr is not None else None
+    if route is not None and route.read is not None:
+        return route.read.value, dict(route.headers)
+    return work(services.datasets), dict(route.headers) if route is not None else {}
 
 
 def _columns(columns: list[ColumnIn]) -> tuple[Column, ...]:
@@ -246,11 +265,19 @@ class DatasetController(Controller):
         dataset_id: FromPath[UUID],
         services: NamedDependency[Services],
     ) -> Response[DatasetOut]:
-        """The dataset as the write model holds it, with its version as ETag."""
-        dataset = services.datasets.get_dataset(
-            tenant=principal(request).tenant, dataset_id=dataset_id
+        """The dataset as the write model holds it, with its version as ETag.
+
+        On a DR pair, x-ig-read-from picks the region whose copy of the log
+        answers (as for the read models; the position is that log's head).
+        """
+        tenant = principal(request).tenant
+        dataset, headers = from_region(
+            request,
+            services,
+            lambda registry: registry.get_dataset(tenant=tenant, dataset_id=dataset_id),
         )
-        return Response(dataset_out(dataset), headers={"ETag": f'"{dataset.version}"'})
+        headers["ETag"] = f'"{dataset.version}"'
+        return Response(dataset_out(dataset), headers=headers)
 
     @patch(
         "/{dataset_id:uuid}",
@@ -337,12 +364,21 @@ class DatasetController(Controller):
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
         services: NamedDependency[Services],
-    ) -> HistoryOut:
-        """Every event of the dataset with its position and chain hashes."""
-        entries = services.datasets.dataset_history(
-            tenant=principal(request).tenant, dataset_id=dataset_id
+    ) -> Response[HistoryOut]:
+        """Every event of the dataset with its position and chain hashes (from
+        a DR region's copy of the log if x-ig-read-from picks one)."""
+        tenant = principal(request).tenant
+        entries, headers = from_region(
+            request,
+            services,
+            lambda registry: registry.dataset_history(
+                tenant=tenant, dataset_id=dataset_id
+            ),
         )
-        return HistoryOut(id=dataset_id, entries=[entry_out(e) for e in entries])
+        return Response(
+            HistoryOut(id=dataset_id, entries=[entry_out(e) for e in entries]),
+            headers=headers,
+        )
 
     @get(
         "/",

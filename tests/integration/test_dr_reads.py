@@ -76,6 +76,8 @@ def _get(api: TestClient[Any], path: str, **headers: str) -> Any:
 def _routes(dataset_id: str, export_id: str) -> list[str]:
     return [
         f"/v1/datasets/{dataset_id}/lineage?direction=down",
+        f"/v1/datasets/{dataset_id}",  # the write model, from a region's log
+        f"/v1/datasets/{dataset_id}/history",
         "/v1/catalog/coverage",
         "/v1/exports",
         f"/v1/exports/{export_id}",
@@ -101,6 +103,7 @@ def _assert_b_answers_like_a(api: TestClient[Any], wanted: dict[str, Any]) -> No
                     assert row.get(field) == export.get(field), field
             else:
                 assert got.json() == primary.json(), path
+            assert got.headers.get("etag") == primary.headers.get("etag"), path
 
 
 def _assert_stale_then_primary(
@@ -138,7 +141,8 @@ def _assert_stale_then_primary(
 def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
     site: Site, api: TestClient[Any]
 ) -> None:
-    """B's replicated read models answer like A's; stale header; TTL -> A."""
+    """B's replicated read models (and B's log, for a dataset and its
+    history) answer like A's; stale header; TTL -> A."""
     settings = _services(api).settings
     source = register(api, settings, "customers")
     derived = api.post(
@@ -164,7 +168,13 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
 
     # Not found in B's copies either; a bad header is a 400 on every route.
     secondary = {"x-ig-read-from": "secondary"}
-    for path in (f"/v1/exports/{uuid.uuid4()}", f"/v1/datasets/{uuid.uuid4()}/lineage"):
+    nowhere = uuid.uuid4()
+    for path in (
+        f"/v1/exports/{nowhere}",
+        f"/v1/datasets/{nowhere}/lineage",
+        f"/v1/datasets/{nowhere}",
+        f"/v1/datasets/{nowhere}/history",
+    ):
         missing = api.get(path, headers={**H, **secondary})
         assert missing.status_code == 404, missing.text
         assert missing.headers["content-type"].startswith("application/problem+json")
@@ -172,6 +182,16 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
         bad = api.get(path, headers={**H, "x-ig-read-from": "anywhere"})
         assert bad.status_code == 400, (path, bad.text)
         assert bad.json()["errors"][0]["field"] == "x-ig-read-from"
+
+    # B's log is not yet at a position asked for: A answers.
+    ahead = str((_services(api).ledger.recorder.max_notification_id() or 0) + 1000)
+    got = _get(
+        api,
+        f"/v1/datasets/{source}",
+        **{"x-ig-read-from": "secondary", "x-ig-min-position": ahead},
+    )
+    assert got.headers["x-ig-read-region"] == "A"
+    assert got.json() == wanted[f"/v1/datasets/{source}"].json()
 
     _assert_stale_then_primary(api, site, wanted, _routes(source, export_id)[0])
 
