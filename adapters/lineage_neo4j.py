@@ -47,7 +47,19 @@ class Neo4jLineageView(LineageView):
     def insert_tracking(self, tracking: Tracking) -> None:
         self.apply(LineageChanges(), tracking)
 
-    def apply(self, changes: LineageChanges, tracking: Tracking) -> None:
+    def tip(self, application_name: str) -> tuple[int, str] | None:
+        with self.driver.session(database=self.database) as session:
+            record = session.run(
+                "MATCH (t:ConductorTracking {view: $view, app: $app}) "
+                "WHERE t.hash IS NOT NULL RETURN t.tip AS tip, t.hash AS hash",
+                view=VIEW,
+                app=application_name,
+            ).single()
+        return None if record is None else (int(record["tip"]), str(record["hash"]))
+
+    def apply(
+        self, changes: LineageChanges, tracking: Tracking, tip_hash: str | None = None
+    ) -> None:
         def work(tx: ManagedTransaction) -> None:
             current = tx.run(
                 "MATCH (t:ConductorTracking {view: $view, app: $app}) "
@@ -78,10 +90,13 @@ class Neo4jLineageView(LineageView):
                 ).consume()
             tx.run(
                 "MERGE (t:ConductorTracking {view: $view, app: $app}) "
-                "SET t.position = $position",
+                "SET t.position = $position, "
+                "t.tip = CASE WHEN $hash IS NULL THEN t.tip ELSE $position END, "
+                "t.hash = coalesce($hash, t.hash)",
                 view=VIEW,
                 app=tracking.application_name,
                 position=tracking.notification_id,
+                hash=tip_hash,
             ).consume()
 
         with self.driver.session(database=self.database) as session:

@@ -47,12 +47,16 @@ class SQLiteLineageView(SQLiteViewRecorder, LineageView):
             "WITHOUT ROWID",
             "CREATE INDEX IF NOT EXISTS lineage_edges_up "
             "ON lineage_edges (upstream, downstream)",
+            "CREATE TABLE IF NOT EXISTS lineage_tip (application_name TEXT "
+            "PRIMARY KEY, position INTEGER NOT NULL, hash TEXT NOT NULL)",
         ]
 
     def insert_tracking(self, tracking: Tracking) -> None:
         self.apply(LineageChanges(), tracking)
 
-    def apply(self, changes: LineageChanges, tracking: Tracking) -> None:
+    def apply(
+        self, changes: LineageChanges, tracking: Tracking, tip_hash: str | None = None
+    ) -> None:
         with self.writer.transaction() as c:
             c.executemany(
                 _UPSERT_NODE,
@@ -73,6 +77,22 @@ class SQLiteLineageView(SQLiteViewRecorder, LineageView):
             # Raises IntegrityError unless the position moves forward: a batch
             # is applied once, even by a follower restarted mid-way.
             self._insert_tracking(c, tracking)
+            if tip_hash is not None:
+                c.execute(
+                    "INSERT INTO lineage_tip VALUES (?, ?, ?) "
+                    "ON CONFLICT (application_name) DO UPDATE SET "
+                    "position = excluded.position, hash = excluded.hash",
+                    (tracking.application_name, tracking.notification_id, tip_hash),
+                )
+
+    def tip(self, application_name: str) -> tuple[int, str] | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                "SELECT position, hash FROM lineage_tip WHERE application_name = ?",
+                (application_name,),
+            )
+            row = c.fetchone()
+        return (int(row[0]), str(row[1])) if row else None
 
     def lineage(
         self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
@@ -120,6 +140,7 @@ class SQLiteLineageView(SQLiteViewRecorder, LineageView):
         with self.writer.transaction() as c:
             c.execute("DELETE FROM lineage_edges")
             c.execute("DELETE FROM lineage_nodes")
+            c.execute("DELETE FROM lineage_tip")
             # Keep the library's "__migration__" row (see SQLiteCatalogView.reset).
             c.execute(
                 f"DELETE FROM {self.tracking_table} WHERE application_name != ?",

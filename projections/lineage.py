@@ -37,8 +37,17 @@ class LineageView(TrackingRecorder):
     """A lineage store the LineageProjection writes and the API reads."""
 
     @abstractmethod
-    def apply(self, changes: LineageChanges, tracking: Tracking) -> None:
-        """Write the folded changes and the tracking position atomically."""
+    def apply(
+        self, changes: LineageChanges, tracking: Tracking, tip_hash: str | None = None
+    ) -> None:
+        """Write the folded changes and the tracking position atomically, and
+        with them ``tip_hash``, the log's chain hash at that position, if given
+        (so a follower can tell later whether the log still holds what it
+        applied; see adapters.dr.lineage_follower)."""
+
+    @abstractmethod
+    def tip(self, application_name: str) -> tuple[int, str] | None:
+        """(position, chain hash) kept by the last apply that gave a hash."""
 
     @abstractmethod
     def lineage(

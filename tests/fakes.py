@@ -22,6 +22,7 @@ class MemoryLineageView(LineageView):
         self.nodes: dict[UUID, dict[str, str]] = {}
         self.upstream: dict[UUID, tuple[UUID, ...]] = {}
         self.position: int | None = None
+        self.tips: dict[str, tuple[int, str]] = {}
 
     def max_tracking_id(self, application_name: str) -> int | None:
         del application_name
@@ -30,13 +31,20 @@ class MemoryLineageView(LineageView):
     def insert_tracking(self, tracking: Tracking) -> None:
         self.apply(LineageChanges(), tracking)
 
-    def apply(self, changes: LineageChanges, tracking: Tracking) -> None:
+    def apply(
+        self, changes: LineageChanges, tracking: Tracking, tip_hash: str | None = None
+    ) -> None:
         if self.position is not None and self.position >= tracking.notification_id:
             raise IntegrityError(tracking)
         for key, props in changes.nodes.items():
             self.nodes.setdefault(key, {}).update(props)
         self.upstream.update(changes.upstream)
         self.position = tracking.notification_id
+        if tip_hash is not None:
+            self.tips[tracking.application_name] = (tracking.notification_id, tip_hash)
+
+    def tip(self, application_name: str) -> tuple[int, str] | None:
+        return self.tips.get(application_name)
 
     def lineage(
         self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
@@ -71,3 +79,4 @@ class MemoryLineageView(LineageView):
         self.nodes.clear()
         self.upstream.clear()
         self.position = None
+        self.tips.clear()

@@ -263,6 +263,9 @@ def test_failover_and_restart_keep_the_store_exact(
         _assert_same_graph(follower.view, writer_b, writer_b.log)
         # No gap and no double apply: every entry of B's log read exactly once.
         assert follower.applied == _entries(writer_b.log)
+        # B's log kept every event the store applied: the tip check agrees.
+        assert follower.check.rebuilds == 0
+        assert follower.check.diverged() is None
 
         # Restart: stop, write more on B, a new follower resumes from tracking.
         stopped_at = follower.position()
@@ -288,6 +291,7 @@ def test_failover_and_restart_keep_the_store_exact(
         assert again.wait(writer_c.position, WAIT_S), again.status()
         assert again.applied == _entries(writer_c.log, after=stopped_at)
         _assert_same_graph(again.view, writer_c, writer_c.log)
+        assert again.check.rebuilds == 0
 
 
 def test_dr_up_runs_region_b_follower_in_its_daemon(tmp_path: Path) -> None:

@@ -64,3 +64,21 @@ def test_neo4j_lineage_matches_the_sql_lineage(graph_client: Any) -> None:
     services.runners["catalog"].wait(done["position"], 5)
     sql = services.catalog.lineage("acme", UUID(report["id"]), "up", 5)
     assert [n.name for n in sql.nodes] == [n["name"] for n in graph["nodes"]]
+
+
+def test_neo4j_keeps_the_tip_a_follower_checks(graph_client: Any) -> None:
+    """apply with a chain hash keeps (position, hash); without, the last one."""
+    from eventsourcing.persistence import Tracking  # noqa: PLC0415
+
+    from projections.lineage import LineageChanges  # noqa: PLC0415
+
+    _, services = graph_client
+    view = services.lineage
+    view.reset()
+    assert view.tip("ledger") is None
+    view.apply(LineageChanges(), Tracking("ledger", 3), tip_hash="ab" * 32)
+    view.apply(LineageChanges(), Tracking("ledger", 5))
+    assert view.tip("ledger") == (3, "ab" * 32)
+    assert view.max_tracking_id("ledger") == 5
+    view.reset()
+    assert view.tip("ledger") is None

@@ -160,3 +160,19 @@ class TestWrites:
         assert _walk(view, "a", "down", 3) == []
         view.apply(_diamond(), Tracking("ledger", 1))
         assert _walk(view, "b", "up", 1) == [("b", 0), ("a", 1)]
+
+
+def test_the_tip_is_the_last_position_applied_with_a_chain_hash(
+    view: SQLiteLineageView,
+) -> None:
+    """apply with a chain hash keeps (position, hash); without, the last one;
+    reset drops it (as the Neo4j store does, test_neo4j_lineage)."""
+    assert view.tip("ledger") is None
+    view.apply(LineageChanges(), Tracking("ledger", 3), tip_hash="ab" * 32)
+    view.apply(LineageChanges(), Tracking("ledger", 5))
+    assert view.tip("ledger") == (3, "ab" * 32)
+    assert view.max_tracking_id("ledger") == 5
+    view.apply(LineageChanges(), Tracking("ledger", 8), tip_hash="cd" * 32)
+    assert view.tip("ledger") == (8, "cd" * 32)
+    view.reset()
+    assert view.tip("ledger") is None
