@@ -191,8 +191,8 @@ def _run_job(app: ErAssist, job_id: UUID, records: int) -> str:
         print(f"job {job_id}: {status} (another run holds it)")
         return status
     finished = app.get_job_any_tenant(job_id)
-    progress.finish(finished.embedded if finished else 0)
     embedded = finished.embedded if finished else 0
+    progress.finish(embedded)
     print(f"job {job_id}: {status}, {embedded:,} records embedded")
     return status
 

@@ -61,6 +61,7 @@ def er_policy(settings: Settings) -> ErPolicy:
         next_window=lambda now: next_window(trigger, now),
         clock=lambda: datetime.now(UTC),
         lease_s=settings.er_job_lease_s,
+        max_attempts=settings.er_job_max_attempts,
     )
 
 

@@ -182,8 +182,9 @@ def sign_checkpoint(services: Services) -> None:
     log.info("checkpoint_signed", size=checkpoint.size, root=checkpoint.root)
 
 
-def run_offpeak_er_jobs(services: Services) -> None:
-    """In the off-peak window: start the queued ER embedding jobs that are due."""
+def run_due_er_jobs(services: Services) -> None:
+    """Start the queued ER embedding jobs that are due (their window came, or
+    their run was lost and its lease expired) and not running here."""
     if services.er is not None:
         started = services.er.run_due()
         if started:
@@ -228,7 +229,7 @@ def scheduler(services: Services) -> BackgroundScheduler:
         )
     if services.er is not None:
         jobs.add_job(
-            run_offpeak_er_jobs,
+            run_due_er_jobs,
             offpeak_trigger(services.settings),
             args=[services],
             id="er-offpeak",
@@ -236,7 +237,7 @@ def scheduler(services: Services) -> BackgroundScheduler:
         # Due jobs whose run was lost (its lease expired), or whose window
         # came while no process ran, start without waiting for a restart.
         jobs.add_job(
-            run_offpeak_er_jobs,
+            run_due_er_jobs,
             "interval",
             args=[services],
             id="er-due",

@@ -90,6 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     er_job_lease_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     """An embedding job run's lease: a run lost (crashed, killed) this long is
     taken over and resumed; the service also looks for such jobs this often."""
+    er_job_max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    """Runs an embedding job may start; lost this many times, it fails."""
     er_hnsw_m: int = 16
     er_hnsw_ef_construction: int = 200
     er_hnsw_ef: int = 200

@@ -263,7 +263,8 @@ class ErAssist(LedgerApplication):
         "running" by a run whose lease expired is resumed (a Resumed event,
         then the whole file again: vectors are upserted by record id, so the
         lost run's partial work is simply overwritten); a run that finds its
-        lease taken over stops without recording anything ("lease-lost").
+        lease taken over stops without recording anything ("lease-lost"). A
+        job lost ``max_attempts`` times fails with reason "lost-runs".
         """
         lease = _Lease(self.ports.queue, job_id, self.policy)
         if not lease.claim():
@@ -272,11 +273,23 @@ class ErAssist(LedgerApplication):
         if not isinstance(job, EmbeddingJob) or job.status not in RUNNABLE:
             self.ports.queue.dequeue(job_id)
             return getattr(job, "status", "missing")
-        if job.status == "running":
+        if job.status == "running" and job.attempt >= self.policy.max_attempts:
+            job.fail(reason=LOST_RUNS)
+        elif job.status == "running":
             job.resume()
         else:
             job.start()
         self._save(job)
+        if job.status == "failed":
+            self.ports.queue.dequeue(job_id)
+            return job.status
+        return self._embed(job, lease, progress)
+
+    def _embed(
+        self, job: EmbeddingJob, lease: _Lease, progress: Callable[[int, int], None]
+    ) -> str:
+        """The run itself: chunks embedded, stored and indexed, then Completed
+        (or Failed on a bad file); stops early if the lease was taken over."""
         digest = hashlib.sha256()
         done = 0
         try:
@@ -294,7 +307,7 @@ class ErAssist(LedgerApplication):
         except (TransformRefusedError, ValueError, OSError) as error:
             job.fail(reason=type(error).__name__)
             self._save(job)
-            self.ports.queue.dequeue(job_id)
+            self.ports.queue.dequeue(job.id)
             return job.status
         job.complete(
             records=done,
@@ -306,7 +319,7 @@ class ErAssist(LedgerApplication):
         if position is not None:
             self.ports.store.set_position(job.tenant, job.entity_set, position)
             self.ports.index.commit(job.tenant, job.entity_set, position)
-        self.ports.queue.dequeue(job_id)
+        self.ports.queue.dequeue(job.id)
         return job.status
 
     def due_jobs(self, now: datetime) -> list[UUID]:
@@ -319,6 +332,8 @@ LEASED_ELSEWHERE = "leased-elsewhere"
 LEASE_LOST = "lease-lost"
 """run_job's answer when its lease expired and another run took the job over."""
 RUNNABLE = frozenset({"scheduled", "running"})
+LOST_RUNS = "lost-runs"
+"""A failed job's reason when its runs were lost ErPolicy.max_attempts times."""
 
 
 class _Lease:

@@ -117,6 +117,9 @@ class ErPolicy:
     lease_s: float = 60.0
     """How long a job run's lease lasts unless renewed (each chunk renews it
     once a third of it has passed): a run lost this long is taken over."""
+    max_attempts: int = 3
+    """Runs a job may start: one lost this many times fails (``lost-runs``)
+    instead of being resumed for ever (a run that always crashes)."""
 
 
 @dataclass(frozen=True, slots=True)

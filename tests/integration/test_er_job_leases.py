@@ -18,7 +18,7 @@ from adapters.er_files import CsvRecordFiles
 from adapters.er_store import SqlVectorStore
 from adapters.ledger.store import open_ledger
 from api.services import build_services
-from application.er_assist import LEASE_LOST, LEASED_ELSEWHERE, ErAssist
+from application.er_assist import LEASE_LOST, LEASED_ELSEWHERE, LOST_RUNS, ErAssist
 from tests.conftest import bearer
 from tests.integration.server import Server, cli
 
@@ -167,6 +167,27 @@ def test_a_lost_run_is_resumed_once_its_lease_expires(
     # The vectors answer candidates, as after an uninterrupted run.
     near = second.candidates(tenant="acme", entity_set="crm", record_id="p7", k=3)
     assert len(near) == 3
+
+
+def test_a_job_whose_runs_are_always_lost_fails_after_max_attempts(
+    settings: Settings, processes: tuple[Services, Services]
+) -> None:
+    """A run that always dies is not resumed for ever: after max_attempts
+    (3) lost runs the next claimer records Failed{lost-runs} and dequeues."""
+    write_people(settings, 120)
+    clock = Clock()
+    app = assist(processes[0], clock)
+    job_id = request(app)
+    for attempt in (1, 2, 3):
+        with pytest.raises(CrashError):
+            app.run_job(job_id, crash_after_first_chunk)
+        assert app.get_job(tenant="acme", job_id=job_id).attempt == attempt
+        clock.advance(LEASE_S + 1)
+    assert app.run_job(job_id, lambda *_: None) == "failed"
+    job = app.get_job(tenant="acme", job_id=job_id)
+    assert (job.status, job.failure, job.attempt) == ("failed", LOST_RUNS, 3)
+    assert topics(app, job_id)[-1] == "Failed"
+    assert app.due_jobs(clock() + timedelta(days=1)) == []
 
 
 def test_two_processes_starting_one_job_run_it_once(

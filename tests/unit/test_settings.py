@@ -19,3 +19,9 @@ def test_an_er_job_lease_must_be_a_positive_number_of_seconds(value: str) -> Non
     with pytest.raises(ValueError, match=r"er_job_lease_s"):
         Settings.from_env({"CONDUCTOR_ER_JOB_LEASE_S": value})
     assert Settings.from_env({"CONDUCTOR_ER_JOB_LEASE_S": "2.5"}).er_job_lease_s == 2.5
+
+
+def test_an_er_job_may_start_at_least_one_run() -> None:
+    with pytest.raises(ValueError, match=r"er_job_max_attempts"):
+        Settings.from_env({"CONDUCTOR_ER_JOB_MAX_ATTEMPTS": "0"})
+    assert Settings.from_env({}).er_job_max_attempts == 3
