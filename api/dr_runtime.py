@@ -141,8 +141,8 @@ class DrRuntime:
         self.router = router
         self._regions = regions
         """Dataset regions (CONDUCTOR_REGIONS) for the region logs' registries."""
-        self._registries: dict[int, tuple[Ledger, Datasets]] = {}
-        self._registries_lock = threading.Lock()
+        self._registry_of: tuple[Ledger, Datasets] | None = None
+        self._registry_lock = threading.Lock()
         self.lineage = lineage
         """This region's lineage read model (written by the region's follower)."""
         self.catalogs = catalogs
@@ -227,13 +227,12 @@ class DrRuntime:
         )
 
     def _registry(self, log: Ledger) -> Datasets:
-        """A read-only registry over a region's log (one per open copy)."""
-        with self._registries_lock:
-            found = self._registries.get(id(log))
-            if found is None or found[0] is not log:
-                found = (log, Datasets(log, regions=self._regions))
-                self._registries = {id(log): found}  # copies are reopened rarely
-            return found[1]
+        """A read-only registry over a region's log, kept while that copy is
+        the one read (only a standby is, and copies are reopened rarely)."""
+        with self._registry_lock:
+            if self._registry_of is None or self._registry_of[0] is not log:
+                self._registry_of = (log, Datasets(log, regions=self._regions))
+            return self._registry_of[1]
 
     def _route(
         self,
