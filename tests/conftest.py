@@ -19,6 +19,7 @@ from adapters.pgcluster import PgCluster
 from api.app import create_app
 from api.auth import SCOPES, issue_token
 from api.settings import Settings
+from domain.values import DatasetSpec
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -124,3 +125,18 @@ def dataset_body(name: str = "orders", **overrides: Any) -> dict[str, Any]:
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def dataset_spec(name: str = "orders", **overrides: Any) -> DatasetSpec:
+    """A valid registration for the application layer (dataset_body's twin)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "license": "Restricted-TOS",
+        "purposes": ("investigation",),
+        "retention": "P1Y",
+        "region": "EU",
+        "contract_version": "v1",
+        "description": f"dataset {name}",
+    }
+    values.update(overrides)
+    return DatasetSpec(**values)

@@ -24,8 +24,7 @@ from api.app import create_app
 from application.datasets import Datasets
 from domain.keys import SigningKeyRing
 from domain.usage import Usage
-from domain.values import DatasetSpec
-from tests.conftest import bearer, dataset_body
+from tests.conftest import bearer, dataset_body, dataset_spec
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -196,18 +195,6 @@ class Outcome:
     returned: float
 
 
-def _spec(name: str) -> DatasetSpec:
-    return DatasetSpec(
-        name=name,
-        license="CC-BY-4.0",
-        purposes=("analytics",),
-        retention="P90D",
-        region="EU",
-        contract_version="v1",
-        description=f"dataset {name}",
-    )
-
-
 def test_separate_ledgers_writing_concurrently_keep_one_chain_in_commit_order(
     database_url: str,
 ) -> None:
@@ -282,7 +269,7 @@ def _write_through_separate_ledgers(database_url: str) -> Run:  # noqa: C901
             start.wait()
             for name in mixed:
                 began = time.monotonic()
-                result = app.register_dataset(tenant="acme", spec=_spec(name))
+                result = app.register_dataset(tenant="acme", spec=dataset_spec(name))
                 returned = time.monotonic()
                 with lock:
                     run.outcomes.append(

@@ -28,10 +28,9 @@ from adapters.lineage_sqlite import open_sqlite_lineage
 from api.app import create_app
 from api.settings import Settings
 from application.datasets import Datasets
-from domain.values import DatasetSpec
 from projections.lineage import LineageProjection
 from projections.runner import BatchRunner
-from tests.conftest import SECRET, bearer
+from tests.conftest import SECRET, bearer, dataset_spec
 from tests.fakes import MemoryLineageView
 from tests.integration.dr_support import dr_cli
 
@@ -48,17 +47,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 REGIONS = frozenset({"EU"})
 WAIT_S = 20.0
 DIRECTIONS: tuple[Literal["up", "down"], ...] = ("up", "down")
-
-
-def _spec(name: str) -> DatasetSpec:
-    return DatasetSpec(
-        name=name,
-        license="Restricted-TOS",
-        purposes=("investigation",),
-        retention="P1Y",
-        region="EU",
-        contract_version="v1",
-    )
 
 
 def _site(factory: pytest.TempPathFactory, name: str) -> Site:
@@ -88,7 +76,7 @@ class Writer:
     def register(self, name: str, *upstream: str, tenant: str = "acme") -> UUID:
         result = self.app.register_dataset(
             tenant=tenant,
-            spec=_spec(name),
+            spec=dataset_spec(name),
             upstream=[self.ids[tenant, u] for u in upstream],
         )
         self.ids[tenant, name] = result.id

@@ -17,7 +17,7 @@ from adapters.dr.lineage_follower import LineageFollower
 from adapters.ledger.store import open_ledger
 from adapters.lineage_sqlite import open_sqlite_lineage
 from application.datasets import Datasets
-from domain.values import DatasetSpec
+from tests.conftest import dataset_spec
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,21 +29,11 @@ if TYPE_CHECKING:
 REGIONS = frozenset({"EU"})
 
 
-def spec(name: str) -> DatasetSpec:
-    return DatasetSpec(
-        name=name,
-        license="CC-BY-4.0",
-        purposes=("analytics",),
-        retention="P90D",
-        region="EU",
-        contract_version="v1",
-        description=f"dataset {name}",
-    )
-
-
 def register(log: Ledger, name: str, *upstream: UUID) -> UUID:
     app = Datasets(log, regions=REGIONS)
-    return app.register_dataset(tenant="acme", spec=spec(name), upstream=upstream).id
+    return app.register_dataset(
+        tenant="acme", spec=dataset_spec(name), upstream=upstream
+    ).id
 
 
 def copy(src: Path, dst: Path) -> None:

@@ -6,32 +6,23 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
 from domain.dataset import Dataset
-from domain.values import DatasetSpec
 from projections.lineage import LineageProjection
+from tests.conftest import dataset_spec
 from tests.fakes import MemoryLineageView
 
 REGIONS = frozenset({"EU"})
 
 
-def spec(name: str) -> DatasetSpec:
-    return DatasetSpec(
-        name=name,
-        license="L",
-        purposes=("p",),
-        retention="P1Y",
-        region="EU",
-        contract_version="v1",
-    )
-
-
 def test_projection_builds_the_graph_in_one_batch() -> None:
     """Registered, LineageLinked and Retired fold into final state, tracked once."""
     app: Application = Application()
-    raw = Dataset.register(tenant="acme", spec=spec("raw"), regions=REGIONS)
+    raw = Dataset.register(tenant="acme", spec=dataset_spec("raw"), regions=REGIONS)
     clean = Dataset.register(
-        tenant="acme", spec=spec("clean"), upstream=[raw.id], regions=REGIONS
+        tenant="acme", spec=dataset_spec("clean"), upstream=[raw.id], regions=REGIONS
     )
-    report = Dataset.register(tenant="acme", spec=spec("report"), regions=REGIONS)
+    report = Dataset.register(
+        tenant="acme", spec=dataset_spec("report"), regions=REGIONS
+    )
     report.link_upstream([clean.id])
     raw.retire("replaced")
     app.save(raw, clean, report)
