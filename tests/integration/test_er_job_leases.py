@@ -200,17 +200,24 @@ def test_two_processes_starting_one_job_run_it_once(
     start = threading.Barrier(2)
     outcomes: list[str] = []
 
+    def slowly(_done: int, _total: int) -> None:
+        time.sleep(0.05)  # 6 chunks: the winner holds the lease a while
+
     def run(app: ErAssist) -> None:
         start.wait(10)
-        outcomes.append(app.run_job(job_id, lambda *_: None))
+        outcomes.append(app.run_job(job_id, slowly))
 
     threads = [threading.Thread(target=run, args=(app,)) for app in apps]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == ["completed", LEASED_ELSEWHERE]
+    # Ran once: one Started. (A loser scheduled only after the winner's end
+    # would find the job completed, not leased: both answers are fine.)
     assert topics(apps[1], job_id) == ["Requested", "Started", "Completed"]
+    assert len(outcomes) == 2
+    assert "completed" in outcomes
+    assert set(outcomes) <= {"completed", LEASED_ELSEWHERE}
 
 
 def test_a_run_whose_lease_was_taken_over_stops_and_records_nothing(
