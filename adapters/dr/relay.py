@@ -48,6 +48,17 @@ class LinkRelay:
         self._cut.clear()
         log.info("link_restored", port=self.port)
 
+    def retarget(self, target_port: int) -> None:
+        """Relay new connections to target_port, and drop the ones made to the
+        old target: they lead to a node that is no longer the primary. (A
+        standby restarted before its relay moved would otherwise stream from
+        whatever the old target is now, even itself, and never reconnect.)"""
+        if target_port == self.target_port:
+            return
+        self.target_port = target_port
+        self._close_all()
+        log.info("link_retargeted", port=self.port, target_port=target_port)
+
     def close(self) -> None:
         self._stopped.set()
         self._cut.set()

@@ -68,7 +68,7 @@ def promote(pair: RegionPair, region: str, relay: LinkRelay | None) -> Promotion
     pair.state.epoch = int(row[0])
     pair.save()
     if relay is not None:
-        relay.target_port = pair.state.ports[region]
+        relay.retarget(pair.state.ports[region])
     log.info("region_promoted", region=region, epoch=pair.state.epoch, lsn=row[1])
     return Promotion(region=region, epoch=pair.state.epoch, lsn=str(row[1]))
 

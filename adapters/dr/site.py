@@ -78,7 +78,7 @@ class StateFollower:
         self._seen = raw
         before = self._pair.state
         self._pair.state = state
-        self._relay.target_port = state.ports[state.primary]
+        self._relay.retarget(state.ports[state.primary])
         if (before.primary, before.epoch) != (state.primary, state.epoch):
             log.info("dr_state_followed", primary=state.primary, epoch=state.epoch)
 
