@@ -139,21 +139,20 @@ class RegionCatalogs:
         position is the region's log head, ``min_position`` is checked against
         it, and nothing lags behind the log (lag_events 0).
         """
-        return self._read(
-            region,
-            lambda copy: copy.log.recorder.max_notification_id() or 0,
-            lambda copy: work(copy.log),
-            min_position,
-        )
+        return self._read(region, None, lambda copy: work(copy.log), min_position)
 
     def _read(
         self,
         region: str,
-        tracked: Callable[[_Copy], int],
+        tracked: Callable[[_Copy], int] | None,
         work: Callable[[_Copy], T],
         min_position: int | None,
     ) -> RegionRead[T] | Fallback:
-        """Up, within the TTL and at min_position: then work(copy) answers."""
+        """Up, within the TTL and at min_position: then work(copy) answers.
+
+        ``tracked`` gives the read model's position; None: the log itself is
+        read, so the position is the log's head (read once, before the work).
+        """
         if time.monotonic() < self._down_until.get(region, 0.0):
             return Fallback(region, "down")
         try:
@@ -164,11 +163,15 @@ class RegionCatalogs:
             lag = int(stale[0]) if stale and stale[1] else 0
             if lag > self.ttl_ms:
                 return Fallback(region, "stale", lag)
-            position = tracked(copy)
+            if tracked is None:
+                head = position = copy.log.recorder.max_notification_id() or 0
+            else:
+                position = tracked(copy)
             if min_position is not None and position < min_position:
                 return Fallback(region, "behind", lag)
             value = work(copy)
-            head = copy.log.recorder.max_notification_id() or 0
+            if tracked is not None:
+                head = copy.log.recorder.max_notification_id() or 0
         except (psycopg.Error, persistence.PersistenceError):
             self._forget(region)
             return Fallback(region, "down")
