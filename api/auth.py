@@ -31,8 +31,14 @@ SCOPES = frozenset(
         "audit.read",
         "er.read",
         "er.write",
+        "audit.platform",
+        "platform.operate",
     }
 )
+OPERATOR_SCOPES = frozenset({"audit.platform", "platform.operate"})
+"""Scopes over every tenant (the whole log, the backout switches): a token
+gets them only when issued with ``operator=True`` (`token issue --operator`)."""
+TENANT_SCOPES = SCOPES - OPERATOR_SCOPES
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/keys$"]
 
@@ -124,14 +130,23 @@ def issue_token(
     scopes: Iterable[str],
     sub: str = "cli",
     ttl: timedelta = timedelta(hours=1),
+    operator: bool = False,
 ) -> str:
-    """A signed token for ``tenant`` with ``scopes`` (unknown scopes refused)."""
+    """A signed token for ``tenant`` with ``scopes`` (unknown scopes refused).
+
+    Operator scopes reach across tenants, so asking for one is refused
+    unless ``operator`` says so explicitly.
+    """
     wanted = list(dict.fromkeys(scopes))
     unknown = sorted(set(wanted) - SCOPES)
     if unknown:
         msg = (
             f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(sorted(SCOPES))}"
         )
+        raise ValueError(msg)
+    reaching = sorted(set(wanted) & OPERATOR_SCOPES)
+    if reaching and not operator:
+        msg = f"{', '.join(reaching)} reach(es) every tenant: issue it with --operator"
         raise ValueError(msg)
     if not _TENANT.fullmatch(tenant):
         msg = "tenant must be 1-64 letters, digits, '_' or '-'"

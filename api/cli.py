@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from api.auth import SCOPES, issue_token
+from api.auth import OPERATOR_SCOPES, SCOPES, TENANT_SCOPES, issue_token
 from api.cli_audit import add_commands
 from api.cli_autopilot import add_commands as add_autopilot_commands
 from api.cli_dr import add_commands as add_dr_commands
@@ -48,19 +48,22 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
-    token = issue_token(
-        settings.resolved_jwt_secret(),
-        tenant=DEMO_TENANT,
-        scopes=sorted(SCOPES),
-        sub="demo",
-        ttl=timedelta(hours=12),
-    )
     base = f"http://{host}:{port}"
     print(f"Conductor on {base}  (database: {ledger_label(settings)})")
     print(f"OpenAPI:     {base}/schema  (Swagger UI: {base}/schema/swagger)")
-    print(f"Demo token (tenant '{DEMO_TENANT}', all scopes, 12 h):")
-    print(f"  export TOKEN={token}")
-    print(f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/datasets')
+    if args.demo_token:
+        # Only on request (scripts/run asks): a bearer token is a secret, and
+        # a server's output usually ends up in a log collector.
+        token = issue_token(
+            settings.resolved_jwt_secret(),
+            tenant=DEMO_TENANT,
+            scopes=sorted(TENANT_SCOPES),
+            sub="demo",
+            ttl=timedelta(hours=12),
+        )
+        print(f"Demo token (tenant '{DEMO_TENANT}', every tenant scope, 12 h):")
+        print(f"  export TOKEN={token}")
+        print(f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/datasets')
     sys.stdout.flush()
     if workers <= 1:
         app = create_app(settings)
@@ -121,6 +124,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
             scopes=args.scope,
             sub=args.sub,
             ttl=args.ttl,
+            operator=args.operator,
         )
     except ValueError as error:
         print(f"conductor token issue: {error}", file=sys.stderr)
@@ -216,6 +220,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, help="API processes (default 1: one process does all)"
     )
+    serve.add_argument(
+        "--demo-token",
+        action="store_true",
+        help=f"print a 12 h token for tenant '{DEMO_TENANT}' (scripts/run does)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     project = sub.add_parser("project", help="run the projection workers only")
@@ -240,6 +249,12 @@ def parser() -> argparse.ArgumentParser:
         help="lifetime (seconds, or 90m, 12h, 7d); default 1h",
     )
     token.add_argument("--sub", default="cli", help="the token's subject")
+    token.add_argument(
+        "--operator",
+        action="store_true",
+        help="allow the operator scopes "
+        f"({', '.join(sorted(OPERATOR_SCOPES))}), which reach every tenant",
+    )
     token.set_defaults(func=cmd_token)
 
     verify = (

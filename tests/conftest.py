@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from adapters.pgcluster import PgCluster
 from api.app import create_app
-from api.auth import SCOPES, issue_token
+from api.auth import OPERATOR_SCOPES, SCOPES, issue_token
 from api.settings import Settings
 from domain.values import DatasetSpec
 
@@ -92,14 +92,17 @@ def client(settings: Settings) -> Iterator[TestClient[Any]]:
 
 
 def bearer(tenant: str = "acme", *scopes: str, ttl_s: int = 3600) -> dict[str, str]:
-    """Authorization header for a tenant; all scopes when none are named."""
+    """Authorization header for a tenant; all scopes when none are named
+    (the operator scopes included: name the scopes to get a tenant's view)."""
     from datetime import timedelta  # noqa: PLC0415
 
+    wanted = scopes or tuple(sorted(SCOPES))
     token = issue_token(
         SECRET,
         tenant=tenant,
-        scopes=scopes or sorted(SCOPES),
+        scopes=wanted,
         ttl=timedelta(seconds=ttl_s),
+        operator=bool(set(wanted) & OPERATOR_SCOPES),
     )
     return {"Authorization": f"Bearer {token}"}
 

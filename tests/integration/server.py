@@ -60,6 +60,7 @@ class Server:
         *,
         workers: int = 1,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -73,6 +74,7 @@ class Server:
                 str(self.port),
                 "--workers",
                 str(workers),
+                *args,
             ],
             env={**cli_env(database_url, var), **(env or {})},
             cwd=REPO_ROOT,

@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from tests.conftest import REPO_ROOT, SECRET
-from tests.integration.server import cli, cli_env
+from tests.integration.server import Server, cli, cli_env
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -65,6 +65,45 @@ def test_token_issue_refuses_unknown_scopes(sqlite_url: str, tmp_path: Path) -> 
     assert done.returncode == 2
     assert done.stdout == ""
     assert "catalog.read" in done.stderr
+
+
+def test_token_issue_grants_operator_scopes_only_with_the_flag(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """audit.platform reaches every tenant: without --operator it is exit 2."""
+    args = ("token", "issue", "--tenant", "ops", "--scope", "audit.platform")
+    refused = cli(sqlite_url, tmp_path, *args)
+    assert refused.returncode == 2
+    assert refused.stdout == ""
+    assert "--operator" in refused.stderr
+    granted = cli(sqlite_url, tmp_path, *args, "--operator")
+    assert granted.returncode == 0, granted.stderr
+    claims = jwt.decode(granted.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["scopes"] == ["audit.platform"]
+
+
+@pytest.mark.parametrize("demo", [False, True])
+def test_serve_prints_a_token_only_when_asked(
+    sqlite_url: str, tmp_path: Path, demo: bool
+) -> None:
+    """A plain `conductor serve` writes no bearer token anywhere in its output;
+    --demo-token (what scripts/run passes) prints one for tenant demo."""
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = Server(
+            sqlite_url, tmp_path, log, args=("--demo-token",) if demo else ()
+        )
+        server.stop()
+    output = log_path.read_text()
+    assert "Conductor on" in output
+    tokens = [w for w in output.split() if w.startswith(("eyJ", "TOKEN=eyJ"))]
+    if not demo:
+        assert tokens == [], output
+        return
+    assert len(tokens) == 1, output
+    claims = jwt.decode(tokens[0].removeprefix("TOKEN="), SECRET, algorithms=["HS256"])
+    assert claims["tenant"] == "demo"
+    assert "audit.platform" not in claims["scopes"]
 
 
 def test_projections_status_and_rebuild_on_an_empty_log(

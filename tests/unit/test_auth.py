@@ -50,3 +50,12 @@ def test_unknown_scopes_and_bad_tenants_are_refused_at_issue() -> None:
         issue_token(SECRET, tenant="acme", scopes=["catalog.reed"])
     with pytest.raises(ValueError, match="tenant"):
         issue_token(SECRET, tenant="../etc", scopes=["catalog.read"])
+
+
+@pytest.mark.parametrize("scope", ["audit.platform", "platform.operate"])
+def test_operator_scopes_need_the_explicit_operator_flag(scope: str) -> None:
+    """A scope over every tenant is never granted by accident."""
+    with pytest.raises(ValueError, match="--operator"):
+        issue_token(SECRET, tenant="ops", scopes=["audit.read", scope])
+    token = decode(issue_token(SECRET, tenant="ops", scopes=[scope], operator=True))
+    assert token.extras["scopes"] == [scope]
