@@ -32,6 +32,17 @@ TABLE = (
     )
     + ")"
 )
+DETAIL_TABLE = (
+    "CREATE TABLE IF NOT EXISTS exports_view_detail ("
+    "id TEXT NOT NULL PRIMARY KEY, detail TEXT NOT NULL)"
+)
+"""Each decision's platform-floor and review detail, beside its row (a table
+of its own, so read models built before the floor need no migration: an
+export without a detail row predates the floor, which is what it says)."""
+SELECT = (
+    "SELECT e.*, d.detail FROM exports_view e "
+    "LEFT JOIN exports_view_detail d ON d.id = e.id "
+)
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS exports_by_tenant "
     "ON exports_view (tenant, created_at, id)",
@@ -66,7 +77,21 @@ def _params(row: ExportRow) -> tuple[Any, ...]:
     )
 
 
+def _detail(row: ExportRow) -> str:
+    return msgspec.json.encode(
+        {
+            "floor": row.floor_digest,
+            "floorReasons": row.floor_reasons,
+            "tenantReasons": row.policy_reasons,
+            "limit": row.limit,
+            "review": row.review,
+        }
+    ).decode()
+
+
 def _row(record: Any) -> ExportRow:
+    detail = msgspec.json.decode(record["detail"] or "{}")
+    review = detail.get("review")
     return ExportRow(
         id=UUID(record["id"]),
         tenant=record["tenant"],
@@ -90,6 +115,11 @@ def _row(record: Any) -> ExportRow:
         created_at=datetime.fromisoformat(record["created_at"]),
         updated_at=datetime.fromisoformat(record["updated_at"]),
         position=int(record["position"]),
+        floor_digest=detail.get("floor", ""),
+        floor_reasons=tuple(detail.get("floorReasons", ())),
+        policy_reasons=tuple(detail.get("tenantReasons", ())),
+        limit=detail.get("limit", ""),
+        review=None if review is None else (bool(review[0]), review[1], review[2]),
     )
 
 
@@ -100,7 +130,7 @@ class _ExportsSQL(SqlView, ExportsView):
         marks = ",".join("?" * len(ids))
         with self._reading() as c:
             c.execute(
-                self._sql(f"SELECT * FROM exports_view WHERE id IN ({marks})"),
+                self._sql(f"{SELECT}WHERE e.id IN ({marks})"),
                 [str(i) for i in ids],
             )
             return {r.id: r for r in map(_row, c.fetchall())}
@@ -111,9 +141,14 @@ class _ExportsSQL(SqlView, ExportsView):
             f"VALUES ({', '.join('?' * len(COLUMNS))}) ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
         )
+        detail = self._sql(
+            "INSERT INTO exports_view_detail (id, detail) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET detail = excluded.detail"
+        )
         with self._writing() as c:
             if rows:
                 c.executemany(upsert, [_params(r) for r in rows])
+                c.executemany(detail, [(str(r.id), _detail(r)) for r in rows])
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
     def list_exports(
@@ -125,21 +160,21 @@ class _ExportsSQL(SqlView, ExportsView):
         after: tuple[str, str] | None,
         limit: int,
     ) -> list[ExportRow]:
-        where, args = ["tenant = ?"], [tenant]
+        where, args = ["e.tenant = ?"], [tenant]
         if status is not None:
-            where.append("status = ?")
+            where.append("e.status = ?")
             args.append(status)
         if dataset_id is not None:
-            where.append("dataset_id = ?")
+            where.append("e.dataset_id = ?")
             args.append(str(dataset_id))
         if after is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            where.append("(e.created_at < ? OR (e.created_at = ? AND e.id < ?))")
             args += [after[0], after[0], after[1]]
         with self._reading() as c:
             c.execute(
                 self._sql(
-                    f"SELECT * FROM exports_view WHERE {' AND '.join(where)} "
-                    "ORDER BY created_at DESC, id DESC LIMIT ?"
+                    f"{SELECT}WHERE {' AND '.join(where)} "
+                    "ORDER BY e.created_at DESC, e.id DESC LIMIT ?"
                 ),
                 [*args, limit],
             )
@@ -147,11 +182,12 @@ class _ExportsSQL(SqlView, ExportsView):
 
     def pending(self) -> list[ExportRow]:
         with self._reading() as c:
-            c.execute("SELECT * FROM exports_view WHERE status = 'allowed'")
+            c.execute(f"{SELECT}WHERE e.status = 'allowed'")
             return [_row(r) for r in c.fetchall()]
 
     def _drop_rows(self, c: Any, tracking_table: str) -> None:
         c.execute("DELETE FROM exports_view")
+        c.execute("DELETE FROM exports_view_detail")
         c.execute(
             self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
             ("__migration__",),
@@ -164,7 +200,7 @@ class SQLiteExportsView(SQLiteSqlView, _ExportsSQL):
     tracking_table = "exports_tracking"
 
     def view_tables(self) -> list[str]:
-        return [TABLE, *INDEXES]
+        return [TABLE, DETAIL_TABLE, *INDEXES]
 
 
 class PostgresExportsView(PostgresSqlView, _ExportsSQL):
@@ -173,4 +209,4 @@ class PostgresExportsView(PostgresSqlView, _ExportsSQL):
     tracking_table = "exports_tracking"
 
     def view_tables(self) -> list[str]:
-        return [TABLE, *INDEXES]
+        return [TABLE, DETAIL_TABLE, *INDEXES]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 ROLES = ("dataset", "policy", "request", "decision")
+"""Every proof's authorizing events; a decision judged by the platform floor
+adds "platform-policy", and one held for manual review adds its "review"."""
 
 
 def verify_bundle(
@@ -94,13 +96,24 @@ def _check_inclusion(
         failures.append(f"checkpoint: payloadType is not {CHECKPOINT_TYPE}")
     events = manifest.get("authorizingEvents") or []
     roles = sorted(str(e.get("role")) for e in events if isinstance(e, dict))
-    if roles != sorted(ROLES):
+    expected = sorted(_roles(manifest.get("decision") or {}))
+    if roles != expected:
         failures.append(
-            f"manifest: authorizing events are {roles}, expected {list(ROLES)}"
+            f"manifest: authorizing events are {roles}, expected {expected}"
         )
     for event in events:
         failures += _check_event(event, size, root)
     return failures
+
+
+def _roles(decision: Mapping[str, Any]) -> list[str]:
+    """The events a decision needs under the checkpoint, from what it claims."""
+    roles = list(ROLES)
+    if decision.get("platformPolicyDigest"):
+        roles.append("platform-policy")
+    if decision.get("review"):
+        roles.append("review")
+    return roles
 
 
 def _checkpoint_signature(

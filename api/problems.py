@@ -22,6 +22,7 @@ from adapters.dr.router import (
     RegionUnavailableError,
     StaleEpochError,
 )
+from application.ports import PolicyBusyError
 from domain.errors import (
     ConflictError,
     DatasetNameTakenError,
@@ -33,6 +34,7 @@ from domain.errors import (
     ValidationError,
     VersionMismatchError,
 )
+from domain.export import SelfReviewError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -131,6 +133,13 @@ def _domain(error: DomainError) -> ProblemDetailsException:  # noqa: PLR0911
     if isinstance(error, DatasetRetiredError):
         return Problem(
             409, str(error), kind="dataset-retired", title="Dataset is retired"
+        )
+    if isinstance(error, SelfReviewError):
+        return Problem(
+            403,
+            str(error),
+            kind="self-review",
+            title="An export's requester cannot review it",
         )
     if isinstance(error, ConflictError):
         return Problem(409, str(error))
@@ -237,6 +246,17 @@ def region_problem(error: RegionError) -> ProblemDetailsException:
     )
 
 
+def _policy_busy(error: PolicyBusyError) -> ProblemDetailsException:
+    """Nothing was decided or recorded: the tenant's policy workers are busy."""
+    return Problem(
+        503,
+        str(error),
+        kind="policy-busy",
+        title="Policy evaluation is busy",
+        headers={"Retry-After": str(max(1, round(error.retry_after_s)))},
+    )
+
+
 def _internal(_: Exception) -> ProblemDetailsException:
     return Problem(500, "an internal error occurred; see the server log")
 
@@ -248,6 +268,7 @@ def problem_plugin() -> ProblemDetailsPlugin:
         DomainError: _domain,
         UnicodeDecodeError: _encoding,
         RegionError: region_problem,
+        PolicyBusyError: _policy_busy,
         Exception: _internal,
     }
     return ProblemDetailsPlugin(

@@ -106,6 +106,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dr_lag_alert_for_s: float = 600.0
     """The replica-lag alert fires when lag stays above dr_lag_alert_ms this long."""
 
+    policy_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    """Processes that evaluate tenants' own export policies (the sandbox)."""
+    policy_cpu_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    policy_wall_s: Annotated[float, msgspec.Meta(gt=0, le=120)] = 2.0
+    policy_memory_mb: Annotated[int, msgspec.Meta(ge=32, le=65536)] = 256
+    policy_output_kb: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 1024
+    """One evaluation of a tenant's policy (or one publication probe) may use
+    this much CPU time, wall-clock time, resident memory and output; past any
+    of them the worker is killed and the export denied fail-closed
+    (policy_evaluation_limit)."""
+    policy_per_tenant: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    """Sandbox workers one tenant may hold at once (the rest serve others)."""
+    switch_refresh_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    """How long a process trusts its last read of the backout switches."""
+
     metering: bool = True
     """Meter every authenticated request (units by the price table below)."""
     meter_flush_s: float = 5.0

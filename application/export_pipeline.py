@@ -152,7 +152,15 @@ def proof_manifest(
             "allow": export.allow,
             "reasons": list(export.reasons),
             "policyDigest": export.policy_digest,
+            "platformPolicyDigest": export.floor_digest,
             "inputDigest": export.input_digest,
+            "review": None
+            if export.review is None
+            else {
+                "approved": export.review[0],
+                "reviewer": export.review[1],
+                "reason": export.review[2],
+            },
         },
         "authorizingEvents": events,
         "checkpoint": checkpoint,

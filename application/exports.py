@@ -1,30 +1,30 @@
-"""Governed exports: policies as events, requests judged by the policy engine.
+"""Governed exports: requests judged by the platform floor and the tenant's gate.
 
-Every decision is recorded, allowed or not, with the digest of the policy
-that made it and of the exact input it saw (RFC 8785 JSON), so an auditor can
-re-run it from the log alone.
+Every decision is recorded, allowed or not, with the digests of both policies
+that made it and of the exact input they saw (RFC 8785 JSON), so an auditor can
+re-run it from the log alone. While the manual-review backout is on, an export
+the floor allows waits for a person in the tenant to approve or reject it.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import rfc8785
 from eventsourcing.persistence import IntegrityError
 
 from application.base import CommandResult, IdempotencyKey, LedgerApplication
+from application.export_gate import input_digest, judge
+from application.export_policies import ExportPolicies
 from application.ports import TransformRefusedError
 from domain.errors import FieldViolation, NotFoundError, ValidationError
 from domain.export import Export, export_input
 from domain.keys import SigningKeyRing
-from domain.policy import EXPORT_POLICY, Policy, PolicyBinding
+from domain.policy import Policy
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from uuid import UUID
 
     from application.datasets import Datasets
@@ -37,37 +37,11 @@ if TYPE_CHECKING:
     )
     from domain.dataset import Dataset
 
-DEFAULT_MODULE = "export.rego"
-
-
-def default_policy_sources() -> tuple[tuple[str, str], ...]:
-    """The built-in export gate shipped with Conductor."""
-    source = resources.files("application.policies").joinpath(DEFAULT_MODULE)
-    return ((DEFAULT_MODULE, source.read_text(encoding="utf-8")),)
-
-
-def input_digest(document: dict[str, Any]) -> str:
-    """SHA-256 of the RFC 8785 form of a policy input."""
-    return hashlib.sha256(rfc8785.dumps(document)).hexdigest()
-
 
 class ExportNotFoundError(NotFoundError):
     def __init__(self, export_id: UUID) -> None:
         self.export_id = export_id
         super().__init__(f"export {export_id} not found")
-
-
-class PolicyNotFoundError(NotFoundError):
-    def __init__(self, digest: str) -> None:
-        self.digest = digest
-        super().__init__(f"policy {digest} not found")
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyResult:
-    digest: str
-    position: int | None
-    created: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +55,15 @@ class ExportDecision:
     input_digest: str
     position: int | None
     replayed: bool = False
-
-
-POLICY_CACHE = 256
+    floor_digest: str = ""
+    floor_reasons: tuple[str, ...] = ()
+    policy_reasons: tuple[str, ...] = ()
+    limit: str = ""
+    pending_review: bool = False
 
 
 class Exports(LedgerApplication):
-    """Policy publication and export requests, decisions and their outcome."""
+    """Export requests, their decisions and reviews, and what happened next."""
 
     name = "ledger"
 
@@ -99,102 +75,16 @@ class Exports(LedgerApplication):
         engine: PolicyEngine,
         regions: frozenset[str],
         sources: SourceFiles,
+        review_required: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(log)
         self.datasets = datasets
         self.engine = engine
         self.regions = regions
         self.sources = sources
-        self._policies: dict[str, tuple[Policy, int]] = {}
-        """Published policies by digest, with their log position (immutable)."""
-        self._bindings: dict[UUID, tuple[int, str]] = {}
-        """Policy bindings by id: (version, digest) as last loaded."""
-
-    # -- policies ---------------------------------------------------------------
-
-    def publish_policy(
-        self,
-        *,
-        tenant: str,
-        name: str,
-        sources: Sequence[tuple[str, str]],
-    ) -> PolicyResult:
-        """Compile, publish (once per digest) and bind the tenant's policy to it."""
-        policy = Policy.publish(name=name, sources=sources)
-        try:
-            self.engine.check(policy.sources)
-        except ValueError as error:
-            raise ValidationError(
-                [FieldViolation("modules", "rego-compile", str(error))]
-            ) from None
-        existing = self._load(policy.id)
-        binding = self._load(PolicyBinding.create_id(tenant, name))
-        aggregates: list[Any] = [] if isinstance(existing, Policy) else [policy]
-        if isinstance(binding, PolicyBinding):
-            if binding.rebind(policy.digest):
-                aggregates.append(binding)
-        else:
-            aggregates.append(
-                PolicyBinding(tenant=tenant, name=name, digest=policy.digest)
-            )
-        if not aggregates:
-            return PolicyResult(policy.digest, None, created=False)
-        try:
-            recordings = self.save(*aggregates)
-        except IntegrityError:
-            return self.publish_policy(tenant=tenant, name=name, sources=sources)
-        return PolicyResult(
-            policy.digest, recordings[-1].notification.id, created=existing is None
-        )
-
-    def get_policy(self, digest: str) -> Policy:
-        """A published policy (immutable: its id is its digest, so it is cached)."""
-        cached = self._policies.get(digest)
-        if cached is not None:
-            return cached[0]
-        policy = self._load(Policy.create_id(digest))
-        if not isinstance(policy, Policy):
-            raise PolicyNotFoundError(digest)
-        self._cache_policy(policy, self.policy_position(digest))
-        return policy
-
-    def _cache_policy(self, policy: Policy, position: int) -> None:
-        if len(self._policies) >= POLICY_CACHE:
-            self._policies.clear()
-        self._policies[policy.digest] = (policy, position)
-
-    def active_policy(self, tenant: str) -> Policy:
-        """The tenant's bound export policy; the built-in one until they publish.
-
-        A binding changes rarely and may change in another process: the
-        latest stored version is checked on every call (one indexed row) and
-        the aggregate is only rebuilt when it moved.
-        """
-        binding_id = PolicyBinding.create_id(tenant, EXPORT_POLICY)
-        latest = self.recorder.select_events(binding_id, desc=True, limit=1)
-        if latest:
-            version = latest[0].originator_version
-            cached = self._bindings.get(binding_id)
-            if cached is not None and cached[0] == version:
-                return self.get_policy(cached[1])
-            binding = self._load(binding_id)
-            if isinstance(binding, PolicyBinding):
-                self._bindings[binding_id] = (binding.version, binding.digest)
-                return self.get_policy(binding.digest)
-        self.publish_policy(
-            tenant=tenant, name=EXPORT_POLICY, sources=default_policy_sources()
-        )
-        return self.active_policy(tenant)
-
-    def policy_position(self, digest: str) -> int:
-        """Where the policy's publication sits in the log."""
-        cached = self._policies.get(digest)
-        if cached is not None:
-            return cached[1]
-        entries = self.event_log.entries_for(Policy.create_id(digest))
-        if not entries:
-            raise PolicyNotFoundError(digest)
-        return entries[0].position
+        self.policies = ExportPolicies(log, engine=engine)
+        self.review_required = review_required
+        """Whether the manual-review backout is on (asked at every decision)."""
 
     # -- exports ----------------------------------------------------------------
 
@@ -217,7 +107,8 @@ class Exports(LedgerApplication):
             tenant=tenant, dataset_id=dataset_id
         )
         self._check_source(tenant, dataset)
-        policy = self.active_policy(tenant)
+        floor = self.policies.platform_policy()
+        policy = self.policies.active_policy(tenant)
         export = Export.request(
             tenant=tenant,
             dataset=dataset,
@@ -235,18 +126,39 @@ class Exports(LedgerApplication):
             destination_region=destination_region,
             requester=requester,
         )
-        verdict = self.engine.evaluate(policy.digest, policy.sources, document)
+        gate = judge(self.engine, floor, policy, document, tenant=tenant)
         export.decide(
-            allow=verdict.allow,
-            reasons=verdict.reasons,
+            allow=gate.allow,
+            reasons=gate.reasons,
             policy_digest=policy.digest,
-            policy_position=self.policy_position(policy.digest),
+            policy_position=self.policies.policy_position(policy.digest),
             input_digest=input_digest(document),
             engine=self.engine.engine,
+            floor_digest=floor.digest,
+            floor_position=self.policies.policy_position(floor.digest),
+            floor_reasons=gate.floor.reasons,
+            policy_reasons=gate.tenant.reasons,
+            limit=gate.limit,
+            review=gate.floor.allow and self.review_required(),
         )
         result = CommandResult(export.id, export.version, None, created=True)
         committed = self._commit(tenant, idempotency, result, export)
         return self._decision_of(export, committed.position)
+
+    def review_export(
+        self,
+        *,
+        tenant: str,
+        export_id: UUID,
+        approved: bool,
+        reviewer: str,
+        reason: str,
+    ) -> int:
+        """Approve or reject a pending export (another person than its requester)."""
+        export = self.get_export(tenant=tenant, export_id=export_id)
+        export.approve(approved=approved, reviewer=reviewer, reason=reason)
+        recordings = self.save(export)
+        return recordings[-1].notification.id
 
     def _check_source(self, tenant: str, dataset: Dataset) -> None:
         """The dataset's file must be there and inside the data root (else 422)."""
@@ -357,6 +269,17 @@ class Exports(LedgerApplication):
             ("request", self._entry(export.id, topic=".Requested")),
             ("decision", self._entry(export.id, topic=".Decided")),
         ]
+        if export.floor_digest:
+            found.append(
+                (
+                    "platform-policy",
+                    self._entry(
+                        Policy.create_id(export.floor_digest), topic=".Published"
+                    ),
+                )
+            )
+        if export.review is not None:
+            found.append(("review", self._entry(export.id, topic=".Reviewed")))
         return [
             {"role": role, "position": entry.position, "hash": entry.hash}
             for role, entry in sorted(found, key=lambda pair: pair[1].position)
@@ -384,4 +307,9 @@ class Exports(LedgerApplication):
             input_digest=export.input_digest,
             position=position,
             replayed=replayed,
+            floor_digest=export.floor_digest,
+            floor_reasons=export.floor_reasons,
+            policy_reasons=export.policy_reasons,
+            limit=export.limit,
+            pending_review=export.status == "pending_review",
         )

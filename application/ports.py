@@ -89,6 +89,37 @@ class Verdict:
 
     allow: bool
     reasons: tuple[str, ...]
+    limit: str = ""
+    """The evaluation limit the policy hit (then it denies), if any."""
+
+
+LIMIT_REASON = "policy_evaluation_limit"
+"""The deny reason of a policy stopped at a limit (fail closed)."""
+
+
+class PolicyLimitExceededError(Exception):
+    """A policy evaluation went past a limit (cpu_time, wall_clock, memory...)."""
+
+    def __init__(self, limit: str, description: str = "") -> None:
+        self.limit = limit
+        self.description = description or limit
+        super().__init__(f"the policy exceeded its {self.description}")
+
+
+class PolicyBusyError(Exception):
+    """Every policy worker this caller may use is busy: retry shortly."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__("policy evaluation is busy for this tenant; retry")
+
+
+class PolicyRefusedError(ValueError):
+    """Modules that cannot be published; ``rule`` names the check they fail."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule = rule
+        super().__init__(message)
 
 
 class PolicyEngine(Protocol):
@@ -98,16 +129,30 @@ class PolicyEngine(Protocol):
     def engine(self) -> str:
         """Engine name and version, recorded with every decision."""
 
-    def check(self, sources: Sequence[tuple[str, str]]) -> None:
-        """Compile the modules; raise ValueError naming the problem if they do not."""
+    def check(
+        self,
+        sources: Sequence[tuple[str, str]],
+        probes: Sequence[Mapping[str, Any]] = (),
+        *,
+        tenant: str = "",
+    ) -> None:
+        """Compile the modules and run them on ``probes`` under the limits.
+
+        Raises PolicyRefusedError (rego-compile, decision-shape,
+        nondeterministic-builtin, <limit>-limit...) naming the problem.
+        """
 
     def evaluate(
         self,
         digest: str,
         sources: Sequence[tuple[str, str]],
         document: Mapping[str, Any],
+        *,
+        tenant: str = "",
     ) -> Verdict:
-        """The decision for ``document`` (fail closed on anything undefined)."""
+        """The decision for ``document`` (fail closed on anything undefined or
+        on a limit: then ``reasons`` is ``(LIMIT_REASON,)`` and ``limit`` says
+        which)."""
 
 
 class Signer(Protocol):

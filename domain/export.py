@@ -1,9 +1,12 @@
 """The Export aggregate: a governed export from request to signed proof.
 
 Requested -> Decided (allowed or denied; recorded either way) -> Delivered ->
-ProofIssued, or Failed when the DLP or the proof step refuses. The input the
-policy saw is a pure function of the dataset state in force and the request,
-so an auditor can rebuild it from the log alone (`export_input`).
+ProofIssued, or Failed when the DLP or the proof step refuses. While the
+manual-review backout is on, a decision the platform floor allows waits as
+pending_review until someone else in the tenant approves it (Reviewed) or
+rejects it. The input the policies saw is a pure function of the dataset state
+in force and the request, so an auditor can rebuild it from the log alone
+(`export_input`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import ConflictError, FieldViolation, ValidationError
+from domain.errors import ConflictError, DomainError, FieldViolation, ValidationError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,6 +35,17 @@ class ExportStateError(ConflictError):
     def __init__(self, export_id: UUID, status: str, step: str) -> None:
         self.export_id = export_id
         super().__init__(f"export {export_id} is {status}: cannot {step}")
+
+
+class SelfReviewError(DomainError):
+    """Four eyes: whoever asked for an export may not review it."""
+
+    def __init__(self, export_id: UUID, reviewer: str) -> None:
+        self.export_id = export_id
+        self.reviewer = reviewer
+        super().__init__(
+            f"{reviewer} requested export {export_id} and cannot also review it"
+        )
 
 
 def export_input(
@@ -80,12 +94,29 @@ class Export(Aggregate):
         requester: str
 
     class Decided(Aggregate.Event):
+        """``reasons`` are every policy's; the floor and tenant fields say whose.
+
+        Decisions recorded before the platform floor existed lack the fields
+        with defaults (the tenant's policy alone decided them).
+        """
+
         allow: bool
         reasons: tuple[str, ...]
         policy_digest: str
         policy_position: int
         input_digest: str
         engine: str
+        floor_digest: str = ""
+        floor_position: int = 0
+        floor_reasons: tuple[str, ...] = ()
+        policy_reasons: tuple[str, ...] = ()
+        limit: str = ""
+        review: bool = False
+
+    class Reviewed(Aggregate.Event):
+        approved: bool
+        reviewer: str
+        reason: str
 
     class Delivered(Aggregate.Event):
         file_name: str
@@ -131,8 +162,15 @@ class Export(Aggregate):
         self.requester = requester
         self.status = "requested"
         self.allow = False
+        self.gate_allow = False
         self.reasons: tuple[str, ...] = ()
         self.policy_digest = ""
+        self.floor_digest = ""
+        self.floor_reasons: tuple[str, ...] = ()
+        self.policy_reasons: tuple[str, ...] = ()
+        self.limit = ""
+        self.review: tuple[bool, str, str] | None = None
+        """(approved, reviewer, reason) once reviewed."""
         self.input_digest = ""
         self.file_name = ""
         self.content_sha256 = ""
@@ -194,9 +232,18 @@ class Export(Aggregate):
         policy_position: int,
         input_digest: str,
         engine: str,
+        floor_digest: str = "",
+        floor_position: int = 0,
+        floor_reasons: Sequence[str] = (),
+        policy_reasons: Sequence[str] = (),
+        limit: str = "",
+        review: bool = False,
     ) -> None:
-        """Record the policy's verdict (exactly once)."""
+        """Record the policies' verdict (exactly once); ``review`` holds an
+        allowed or tenant-denied export for a person, never a floor denial."""
         self._require("requested", "record a decision")
+        if review and floor_reasons:
+            review = False  # the platform floor's denials are never reviewable
         self._decide(
             allow=allow,
             reasons=tuple(reasons),
@@ -204,6 +251,12 @@ class Export(Aggregate):
             policy_position=policy_position,
             input_digest=input_digest,
             engine=engine,
+            floor_digest=floor_digest,
+            floor_position=floor_position,
+            floor_reasons=tuple(floor_reasons),
+            policy_reasons=tuple(policy_reasons),
+            limit=limit,
+            review=review,
         )
 
     @event(Decided)
@@ -216,13 +269,45 @@ class Export(Aggregate):
         policy_position: int,
         input_digest: str,
         engine: str,
+        floor_digest: str = "",
+        floor_position: int = 0,
+        floor_reasons: tuple[str, ...] = (),
+        policy_reasons: tuple[str, ...] = (),
+        limit: str = "",
+        review: bool = False,
     ) -> None:
-        del policy_position, engine
-        self.allow = allow
+        del policy_position, engine, floor_position
+        self.gate_allow = allow
+        """What the policies said (``allow`` becomes a reviewer's answer)."""
+        self.allow = allow and not review
         self.reasons = tuple(reasons)
         self.policy_digest = policy_digest
+        self.floor_digest = floor_digest
+        self.floor_reasons = tuple(floor_reasons)
+        self.policy_reasons = tuple(policy_reasons)
+        self.limit = limit
         self.input_digest = input_digest
-        self.status = "allowed" if allow else "denied"
+        if review:
+            self.status = "pending_review"
+        else:
+            self.status = "allowed" if allow else "denied"
+
+    def approve(self, *, approved: bool, reviewer: str, reason: str) -> None:
+        """A person's answer to a pending review (never the requester's own)."""
+        self._require("pending_review", "review")
+        if reviewer == self.requester:
+            raise SelfReviewError(self.id, reviewer)
+        if not reason.strip() or len(reason) > 500:
+            raise ValidationError(
+                [FieldViolation("reason", "required", "1-500 characters")]
+            )
+        self._review(approved=approved, reviewer=reviewer, reason=reason)
+
+    @event(Reviewed)
+    def _review(self, *, approved: bool, reviewer: str, reason: str) -> None:
+        self.review = (approved, reviewer, reason)
+        self.allow = approved
+        self.status = "allowed" if approved else "rejected"
 
     def deliver(
         self,

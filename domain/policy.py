@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 ENGINE = "regopy"
 EXPORT_POLICY = "export"
+"""A tenant's export gate (the only name a tenant may publish under)."""
+PLATFORM_POLICY = "platform-export"
+"""The platform floor: evaluated on every export before the tenant's gate."""
 _MODULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\.rego")
 MAX_SOURCE = 256 * 1024
 
@@ -58,6 +61,17 @@ class Policy(Aggregate):
         self.sources = tuple((str(n), str(s)) for n, s in sources)
         self.digest = digest
         self.engine = engine
+
+    @classmethod
+    def publish_platform(cls, sources: Sequence[tuple[str, str]]) -> Policy:
+        """The floor Conductor ships (not a tenant's to publish or replace)."""
+        ordered = tuple(sorted((m, s) for m, s in sources))
+        return cls(
+            name=PLATFORM_POLICY,
+            sources=ordered,
+            digest=policy_digest(ordered),
+            engine=ENGINE,
+        )
 
     @classmethod
     def publish(cls, *, name: str, sources: Sequence[tuple[str, str]]) -> Policy:

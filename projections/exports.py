@@ -43,6 +43,13 @@ class ExportRow:
     created_at: datetime
     updated_at: datetime
     position: int
+    floor_digest: str = ""
+    """The platform floor that judged first ("" on decisions made before it)."""
+    floor_reasons: tuple[str, ...] = ()
+    policy_reasons: tuple[str, ...] = ()
+    limit: str = ""
+    review: tuple[bool, str, str] | None = None
+    """(approved, reviewer, reason) of a manual review."""
 
 
 class ExportsView(TrackingRecorder):
@@ -87,6 +94,7 @@ class ExportsProjection(Projection[ExportsView]):
         for cls in (
             Export.Requested,
             Export.Decided,
+            Export.Reviewed,
             Export.Delivered,
             Export.Failed,
             Export.ProofIssued,
@@ -146,15 +154,35 @@ class ExportsProjection(Projection[ExportsView]):
     def _(
         self, event: Export.Decided, tracking: Tracking, rows: dict[UUID, ExportRow]
     ) -> None:
+        review = bool(getattr(event, "review", False))  # absent before v2
         _update(
             rows,
             event,
             tracking,
-            status="allowed" if event.allow else "denied",
-            allow=event.allow,
+            status="pending_review"
+            if review
+            else ("allowed" if event.allow else "denied"),
+            allow=event.allow and not review,
             reasons=tuple(event.reasons),
             policy_digest=event.policy_digest,
             input_digest=event.input_digest,
+            floor_digest=getattr(event, "floor_digest", ""),
+            floor_reasons=tuple(getattr(event, "floor_reasons", ())),
+            policy_reasons=tuple(getattr(event, "policy_reasons", ())),
+            limit=getattr(event, "limit", ""),
+        )
+
+    @apply.register
+    def _(
+        self, event: Export.Reviewed, tracking: Tracking, rows: dict[UUID, ExportRow]
+    ) -> None:
+        _update(
+            rows,
+            event,
+            tracking,
+            status="allowed" if event.approved else "rejected",
+            allow=event.approved,
+            review=(event.approved, event.reviewer, event.reason),
         )
 
     @apply.register

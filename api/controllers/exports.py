@@ -19,6 +19,7 @@ from api.requests import idempotency, principal, read_model
 from api.schemas import (
     DecisionOut,
     DeliveryOut,
+    DeniedByOut,
     ExportCreate,
     ExportOut,
     ExportPage,
@@ -27,9 +28,11 @@ from api.schemas import (
     PolicyOut,
     PolicyPublished,
     ProgressOut,
+    ReviewCreate,
+    ReviewOut,
 )
 from api.services import Services
-from application.exports import ExportNotFoundError
+from application.exports import ExportDecision, ExportNotFoundError
 from domain.export import PROOF_FILE, Export
 from projections.exports import ExportRow
 
@@ -40,6 +43,31 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("conductor.exports")
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+
+
+def decision_out(export: Export | ExportRow) -> DecisionOut:
+    """Both policies' parts of a decision, and its review if it had one (the
+    write model and the read model carry the same fields)."""
+    return DecisionOut(
+        allow=export.allow,
+        reasons=list(export.reasons),
+        policy_digest=export.policy_digest,
+        input_digest=export.input_digest,
+        platform_policy_digest=export.floor_digest or None,
+        denied_by=DeniedByOut(
+            platform=list(export.floor_reasons), tenant=list(export.policy_reasons)
+        )
+        if export.floor_digest
+        else None,
+        limit=export.limit or None,
+        review=None
+        if export.review is None
+        else ReviewOut(
+            approved=export.review[0],
+            reviewer=export.review[1],
+            reason=export.review[2],
+        ),
+    )
 
 
 def export_out(
@@ -58,14 +86,7 @@ def export_out(
         purpose=export.purpose,
         destination_region=export.destination_region,
         requester=export.requester,
-        decision=DecisionOut(
-            allow=export.allow,
-            reasons=list(export.reasons),
-            policy_digest=export.policy_digest,
-            input_digest=export.input_digest,
-        )
-        if decided
-        else None,
+        decision=decision_out(export) if decided else None,
         delivery=DeliveryOut(
             file=export.file_name,
             content_sha256=export.content_sha256,
@@ -92,14 +113,7 @@ def row_out(row: ExportRow) -> ExportOut:
         purpose=row.purpose,
         destination_region=row.destination_region,
         requester=row.requester,
-        decision=DecisionOut(
-            allow=row.allow,
-            reasons=list(row.reasons),
-            policy_digest=row.policy_digest,
-            input_digest=row.input_digest,
-        )
-        if row.status != "requested"
-        else None,
+        decision=decision_out(row) if row.status != "requested" else None,
         delivery=DeliveryOut(
             file="",
             content_sha256=row.content_sha256,
@@ -158,7 +172,7 @@ class PolicyController(Controller):
         services: NamedDependency[Services],
     ) -> Response[PolicyPublished]:
         """Publish a Rego module set (compiled first); bind the tenant's gate to it."""
-        result = services.exports.publish_policy(
+        result = services.exports.policies.publish_policy(
             tenant=principal(request).tenant,
             name=data.name,
             sources=[(m.name, m.source) for m in data.modules],
@@ -178,18 +192,23 @@ class PolicyController(Controller):
         sync_to_thread=True,
     )
     def get_policy(
-        self, digest: FromPath[str], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        digest: FromPath[str],
+        services: NamedDependency[Services],
     ) -> PolicyOut:
-        """The exact modules behind a digest, and where they were published."""
+        """The exact modules behind a digest, and where they were published:
+        the shipped ones, or one the caller's tenant has bound (else 404)."""
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             raise Problem(404, f"policy {digest[:80]} not found")
-        policy = services.exports.get_policy(digest)
+        tenant = principal(request).tenant
+        policy, position = services.exports.policies.visible_policy(tenant, digest)
         return PolicyOut(
             digest=policy.digest,
             name=policy.name,
             engine=policy.engine,
             modules=[PolicyModuleOut(name=n, source=s) for n, s in policy.sources],
-            position=services.exports.policy_position(policy.digest),
+            position=position,
         )
 
 
@@ -228,19 +247,9 @@ class ExportController(Controller):
             services.metrics.export_decisions.labels(
                 "true" if decision.allow else "false"
             ).inc()
-        if not decision.allow:
-            raise Problem(
-                403,
-                "the export policy denies this export: " + ", ".join(decision.reasons),
-                kind="export-denied",
-                title="Export denied by policy",
-                exportId=str(decision.export_id),
-                reasons=list(decision.reasons),
-                policyDigest=decision.policy_digest,
-                inputDigest=decision.input_digest,
-                position=decision.position,
-            )
-        if not decision.replayed:
+        if not decision.allow and not decision.pending_review:
+            raise _denied(decision)
+        if not decision.replayed and not decision.pending_review:
             services.start_export(decision.export_id)
         export = services.exports.get_export(
             tenant=who.tenant, export_id=decision.export_id
@@ -249,7 +258,47 @@ class ExportController(Controller):
         headers = {"Location": f"/v1/exports/{decision.export_id}"}
         if decision.replayed:
             headers["Idempotent-Replayed"] = "true"
-        return Response(body, status_code=201, headers=headers)
+        status = 202 if export.status == "pending_review" else 201
+        return Response(body, status_code=status, headers=headers)
+
+    @post(
+        "/{export_id:uuid}/review",
+        operation_id="ReviewExport",
+        guards=[requires("export.approve")],
+        sync_to_thread=True,
+        status_code=200,
+    )
+    def review_export(
+        self,
+        request: Request[Any, Any, Any],
+        export_id: FromPath[UUID],
+        data: JSONBody[ReviewCreate],
+        services: NamedDependency[Services],
+    ) -> ExportOut:
+        """Approve or reject an export pending manual review, with a reason.
+
+        The requester cannot review their own export (403); an approved export
+        runs at once and its proof names the approval among its authorizing
+        events.
+        """
+        who = principal(request)
+        position = services.exports.review_export(
+            tenant=who.tenant,
+            export_id=export_id,
+            approved=data.approve,
+            reviewer=who.sub,
+            reason=data.reason,
+        )
+        log.info(
+            "export_reviewed",
+            export_id=str(export_id),
+            approved=data.approve,
+            position=position,
+        )
+        if data.approve:
+            services.start_export(export_id)
+        export = services.exports.get_export(tenant=who.tenant, export_id=export_id)
+        return export_out(export, services, position)
 
     @get(
         "/{export_id:uuid}",
@@ -334,6 +383,27 @@ class ExportController(Controller):
             next=_cursor(rows[limit - 1]) if len(rows) > limit else None,
         )
         return Response(page, headers=headers)
+
+
+def _denied(decision: ExportDecision) -> Problem:
+    """403 naming every reason, and which policy gave it."""
+    return Problem(
+        403,
+        "the export policy denies this export: " + ", ".join(decision.reasons),
+        kind="export-denied",
+        title="Export denied by policy",
+        exportId=str(decision.export_id),
+        reasons=list(decision.reasons),
+        deniedBy={
+            "platform": list(decision.floor_reasons),
+            "tenant": list(decision.policy_reasons),
+        },
+        policyDigest=decision.policy_digest,
+        platformPolicyDigest=decision.floor_digest,
+        inputDigest=decision.input_digest,
+        limit=decision.limit or None,
+        position=decision.position,
+    )
 
 
 class ProofController(Controller):

@@ -170,6 +170,7 @@ def test_an_allowed_export_is_transformed_proven_and_verifies_offline(
     assert manifest["decision"]["inputDigest"] == body["decision"]["inputDigest"]
     assert [e["role"] for e in manifest["authorizingEvents"]] == [
         "dataset",
+        "platform-policy",
         "policy",
         "request",
         "decision",

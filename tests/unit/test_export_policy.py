@@ -1,4 +1,4 @@
-"""The export gate: the default Rego policy, fail-closed evaluation, the
+"""The export gate: the platform floor's Rego, fail-closed evaluation, the
 Export states."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.rego import UNDEFINED, RegoEngine
-from application.exports import default_policy_sources, input_digest
+from application.export_gate import input_digest, platform_policy_sources
 from domain.dataset import Dataset
 from domain.errors import ValidationError
 from domain.export import Export, ExportStateError, export_input
@@ -17,7 +17,7 @@ from domain.policy import Policy, policy_digest
 from domain.values import Column, DatasetSpec
 
 REGIONS = frozenset({"US", "EU", "UK"})
-SOURCES = default_policy_sources()
+SOURCES = platform_policy_sources()
 DIGEST = policy_digest(SOURCES)
 ENGINE = RegoEngine()
 
@@ -54,7 +54,7 @@ def good_input(**dataset_overrides: Any) -> dict[str, Any]:
     )
 
 
-class TestDefaultPolicy:
+class TestPlatformFloor:
     def test_a_compliant_request_is_allowed(self) -> None:
         """License ok, purpose permitted, preset set, region allowed: allow."""
         assert decide(good_input()) == (True, ())
