@@ -18,8 +18,8 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from adapters.ledger.chain import GENESIS, row_hash
 from adapters.ledger.transcoder import CanonicalJSONTranscoder
-from application.exports import input_digest
-from application.ports import LogEntry
+from application.export_gate import input_digest, same_outcome
+from application.ports import LogEntry, Verdict
 from domain.export import Export, export_input
 from domain.keys import SigningKeyRing
 from domain.policy import Policy, policy_digest
@@ -40,20 +40,37 @@ def write_log(entries: Iterable[LogEntry], out: TextIO) -> int:
     out.write(json.dumps({"format": FORMAT}) + "\n")
     written = 0
     for e in entries:
-        line = {
-            "position": e.position,
-            "originatorId": str(e.originator_id),
-            "version": e.version,
-            "topic": e.topic,
-            "state": json.loads(e.state),
-            "prevHash": e.prev_hash,
-            "hash": e.hash,
-        }
         # ASCII escapes: no U+2028, U+0085 or other line breaks that some
         # readers split on inside a record (states are re-encoded on reading).
-        out.write(json.dumps(line, sort_keys=True) + "\n")
+        out.write(json.dumps(log_record(e), sort_keys=True) + "\n")
         written += 1
     return written
+
+
+def log_record(e: LogEntry) -> dict[str, Any]:
+    """One event as a log file's record (and as GET /v1/log's entry)."""
+    return {
+        "position": e.position,
+        "originatorId": str(e.originator_id),
+        "version": e.version,
+        "topic": e.topic,
+        "state": json.loads(e.state),
+        "prevHash": e.prev_hash,
+        "hash": e.hash,
+    }
+
+
+def log_entry(item: dict[str, Any]) -> LogEntry:
+    """A log file's record (or an API entry) as an event, its state canonical."""
+    return LogEntry(
+        position=int(item["position"]),
+        originator_id=UUID(item["originatorId"]),
+        version=int(item["version"]),
+        topic=str(item["topic"]),
+        state=_encode(item["state"]).encode(),
+        prev_hash=str(item["prevHash"]),
+        hash=str(item["hash"]),
+    )
 
 
 def read_log(lines: Iterable[str]) -> Iterator[LogEntry]:
@@ -67,16 +84,7 @@ def read_log(lines: Iterable[str]) -> Iterator[LogEntry]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-            yield LogEntry(
-                position=int(item["position"]),
-                originator_id=UUID(item["originatorId"]),
-                version=int(item["version"]),
-                topic=str(item["topic"]),
-                state=_encode(item["state"]).encode(),
-                prev_hash=str(item["prevHash"]),
-                hash=str(item["hash"]),
-            )
+            yield log_entry(json.loads(line))
         except (ValueError, KeyError, TypeError) as error:
             msg = f"line {number}: not a log record ({error})"
             raise ValueError(msg) from None
@@ -162,13 +170,12 @@ class Replayer:
         ]
 
     def replay(self, export_id: UUID) -> Reconstruction:
+        """Rebuild the input, re-run the floor and the tenant's policy, compare."""
         export = self.aggregate(export_id)
         if not isinstance(export, Export):
             msg = f"no export {export_id} in the log"
             raise LookupError(msg)  # noqa: TRY004 - absent from the log, not a type slip
-        mismatches: list[str] = []
         dataset = self.aggregate(export.dataset_id, export.dataset_version)
-        policy = self.aggregate(Policy.create_id(export.policy_digest))
         if dataset is None:
             return Reconstruction(
                 export_id=export_id,
@@ -188,25 +195,18 @@ class Replayer:
             requester=export.requester,
         )
         digest = input_digest(document)
-        if not isinstance(policy, Policy):
-            mismatches.append(f"policy {export.policy_digest} is not in the log")
-            allow, reasons = False, tuple[str, ...]()
-        else:
-            if policy_digest(policy.sources) != export.policy_digest:
-                mismatches.append("the policy's sources do not hash to its digest")
-            verdict = self.engine.evaluate(
-                export.policy_digest, policy.sources, document
-            )
-            allow, reasons = verdict.allow, verdict.reasons
-        if digest != export.input_digest:
+        mismatches = [] if digest == export.input_digest else [
+            f"input digest {digest} != recorded {export.input_digest}"
+        ]
+        verdicts = self._verdicts(export, document, mismatches)
+        allow = all(v.allow for v in verdicts)
+        reasons = tuple(sorted({r for v in verdicts for r in v.reasons}))
+        if allow != export.gate_allow and not any(v.limit for v in verdicts):
             mismatches.append(
-                f"input digest {digest} != recorded {export.input_digest}"
+                f"decision {'allow' if allow else 'deny'} != recorded "
+                f"{'allow' if export.gate_allow else 'deny'}"
             )
-        if (allow, tuple(reasons)) != (export.allow, tuple(export.reasons)):
-            mismatches.append(
-                f"decision {'allow' if allow else 'deny'} {list(reasons)} != recorded "
-                f"{'allow' if export.allow else 'deny'} {list(export.reasons)}"
-            )
+        mismatches += _review_gaps(export)
         return Reconstruction(
             export_id,
             f"{export.dataset_id}@{export.dataset_version}",
@@ -214,6 +214,49 @@ class Replayer:
             document,
             digest,
             allow,
-            tuple(reasons),
+            reasons,
             tuple(mismatches),
         )
+
+    def _verdicts(
+        self, export: Export, document: dict[str, Any], mismatches: list[str]
+    ) -> list[Verdict]:
+        """Each policy that decided (the floor, if recorded, then the tenant's),
+        re-run from its Published event and compared with what was recorded."""
+        floor = export.floor_digest
+        tenant_reasons = export.policy_reasons if floor else export.reasons
+        recorded = [(export.policy_digest, tenant_reasons, "policy")]
+        if export.floor_digest:
+            recorded.insert(0, (export.floor_digest, export.floor_reasons, "floor"))
+        verdicts = []
+        for policy_id, reasons, role in recorded:
+            policy = self.aggregate(Policy.create_id(policy_id))
+            if not isinstance(policy, Policy):
+                mismatches.append(f"{role} {policy_id} is not in the log")
+                verdicts.append(Verdict(allow=False, reasons=()))
+                continue
+            if policy_digest(policy.sources) != policy_id:
+                mismatches.append(f"the {role}'s sources do not hash to its digest")
+            verdict = self.engine.evaluate(
+                policy_id, policy.sources, document, tenant=export.tenant
+            )
+            limit = export.limit if role == "policy" else ""
+            was = Verdict(allow=verdict.allow, reasons=tuple(reasons), limit=limit)
+            if not same_outcome(was, verdict):
+                mismatches.append(
+                    f"{role} {'allow' if verdict.allow else 'deny'} "
+                    f"{list(verdict.reasons)} != recorded {list(reasons)}"
+                )
+            verdicts.append(verdict)
+        return verdicts
+
+
+def _review_gaps(export: Export) -> list[str]:
+    """Nothing the floor denied left; a denial left only once approved."""
+    if export.status not in {"delivered", "proven"}:
+        return []
+    if export.floor_reasons:
+        return ["delivered although the platform floor denied it"]
+    if not export.gate_allow and not (export.review and export.review[0]):
+        return ["delivered although denied and never approved"]
+    return []

@@ -20,6 +20,8 @@ from adapters.dsse import payload_of
 from adapters.merkle import MerkleLog, proof_to_hex
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from adapters.ledger.store import ChainedRecorder
     from application.ports import Signer
 
@@ -126,6 +128,29 @@ class LedgerCheckpoints:
             "treeSize": size,
             "proof": proof_to_hex(proof),
         }
+
+    def inclusions(self, positions: Sequence[int], size: int) -> list[dict[str, Any]]:
+        """``inclusion`` for many positions against one tree (one sync, one lock)."""
+        self.sync()
+        with self._lock:
+            if not 0 < size <= self._tree.size:
+                msg = f"no tree of size {size}"
+                raise LookupError(msg)
+            proofs = []
+            for position in positions:
+                index = bisect.bisect_left(self._positions, position)
+                if index >= size or self._positions[index] != position:
+                    msg = f"position {position} is not in a tree of size {size}"
+                    raise LookupError(msg)
+                proofs.append(
+                    {
+                        "position": position,
+                        "leafIndex": index,
+                        "treeSize": size,
+                        "proof": proof_to_hex(self._tree.inclusion_proof(index, size)),
+                    }
+                )
+        return proofs
 
     def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:
         """Proof that tree ``new_size`` extends tree ``old_size``."""

@@ -60,13 +60,14 @@ def _load_keys(settings: Settings, path: str | None) -> dict[str, str]:
 
 
 def _log_keys(text: str) -> dict[str, str]:
-    from adapters.audit import Replayer, check_chain, read_log  # noqa: PLC0415
+    from adapters.audit import Replayer  # noqa: PLC0415
+    from adapters.audit_slice import read_checked  # noqa: PLC0415 - log or slice
     from adapters.rego import RegoEngine  # noqa: PLC0415
 
-    records = list(read_log(text.splitlines()))
-    _, broken = check_chain(records)
+    records, verdict = read_checked(text.splitlines())
+    broken = verdict.failure
     if broken is not None:
-        msg = f"the log's chain is broken, its keys cannot be trusted: {broken}"
+        msg = f"the log's {verdict.kind} is broken, its keys are not trusted: {broken}"
         raise ValueError(msg)
     return Replayer(records, RegoEngine()).public_keys()
 
@@ -128,6 +129,10 @@ def _verify_evidence(path: Path, keys: dict[str, str]) -> int:
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "export-log":
+        if args.tenant or args.url:  # a tenant's slice, with inclusion proofs
+            from api.cli_slice import export_slice  # noqa: PLC0415
+
+            return export_slice(settings, args)
         return _export_log(settings, Path(args.out))
     return _replay(args)
 
@@ -160,27 +165,48 @@ def _export_log(settings: Settings, out: Path) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from adapters.audit import Replayer, check_chain, read_log  # noqa: PLC0415
-    from adapters.rego import RegoEngine  # noqa: PLC0415
+    from adapters.audit import Replayer  # noqa: PLC0415
+    from adapters.audit_slice import read_checked  # noqa: PLC0415 - log or slice
+    from adapters.rego import TieredRegoEngine  # noqa: PLC0415
+    from adapters.rego_sandbox import RegoSandbox  # noqa: PLC0415
 
     started = time.perf_counter()
     with Path(args.log).open(encoding="utf-8") as handle:
         try:
-            records = list(read_log(handle))
+            records, verdict = read_checked(handle)
         except ValueError as error:
             print(f"conductor audit replay: {error}", file=sys.stderr)
             return 2
     # With --json, stdout is JSON Lines only; the human lines go to stderr.
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print
-    checked, broken = check_chain(records)
+    checked, broken = verdict.checked, verdict.failure
     if broken is not None:
         if args.json:
             print(json.dumps({"chain": "broken", "detail": broken, "checked": checked}))
-        say(f"chain broken: {broken} ({checked:,} events verified before it)")
+        say(f"{verdict.kind} broken: {broken} ({checked:,} events verified before it)")
         return 1
-    say(f"chain ok: {checked:,} events")
-    replayer = Replayer(records, RegoEngine())
-    ids = replayer.export_ids() if args.all else [UUID(args.export)]
+    say(verdict.summary)
+    # A tenant's policy is as hostile to the auditor's machine as to the
+    # server's: it is re-run under the same limits, in the same sandbox.
+    engine = TieredRegoEngine(RegoSandbox())
+    try:
+        replayer = Replayer(records, engine)
+        ids = replayer.export_ids() if args.all else [UUID(args.export)]
+        bad = _replay_each(replayer, ids, args, say)
+    finally:
+        engine.close()
+    seconds = time.perf_counter() - started
+    say(
+        f"replayed {len(ids):,} decision(s) in {seconds:.2f}s "
+        f"({len(ids) / seconds if seconds else 0:,.0f}/s); {bad} mismatch(es)"
+    )
+    return 1 if bad else 0
+
+
+def _replay_each(
+    replayer: Any, ids: list[UUID], args: argparse.Namespace, say: Any
+) -> int:
+    """Replay each decision, print it, and count the mismatches."""
     bad = 0
     for export_id in ids:
         try:
@@ -219,12 +245,7 @@ def _replay(args: argparse.Namespace) -> int:
                 f"{result.policy_digest[:12]} input {result.input_digest[:12]} "
                 f"-> {verdict}: {state}"
             )
-    seconds = time.perf_counter() - started
-    say(
-        f"replayed {len(ids):,} decision(s) in {seconds:.2f}s "
-        f"({len(ids) / seconds if seconds else 0:,.0f}/s); {bad} mismatch(es)"
-    )
-    return 1 if bad else 0
+    return bad
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
@@ -299,9 +320,14 @@ def add_commands(sub: Any) -> None:
         dest="action", required=True
     )
     export_log = audit.add_parser(
-        "export-log", help="write the whole log as JSON Lines"
+        "export-log", help="write the whole log (or a tenant's slice) as JSON Lines"
     )
     export_log.add_argument("--out", required=True)
+    whose = export_log.add_mutually_exclusive_group()
+    whose.add_argument("--tenant", help="only this tenant's slice, with proofs")
+    whose.add_argument(
+        "--url", help="fetch from this API with $CONDUCTOR_TOKEN (a tenant's slice)"
+    )
     export_log.set_defaults(func=cmd_audit)
     replay = audit.add_parser("replay", help="re-run export decisions from a log file")
     replay.add_argument("--log", required=True)

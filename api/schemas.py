@@ -102,7 +102,15 @@ class DatasetPage(Out, frozen=True):
     """Opaque cursor for the next page (pass as ?after=)."""
 
 
-class LogEntryOut(Out, frozen=True):
+class InclusionOut(Out, frozen=True):
+    """RFC 9162 inclusion proof of one entry's chain hash (the leaf)."""
+
+    leaf_index: int
+    tree_size: int
+    proof: list[str]
+
+
+class LogEntryOut(Out, frozen=True, omit_defaults=True):
     position: int
     originator_id: UUID
     version: int
@@ -110,6 +118,8 @@ class LogEntryOut(Out, frozen=True):
     state: Any
     prev_hash: str
     hash: str
+    inclusion: InclusionOut | None = None
+    """In a tenant's slice: proof against the page's checkpoint."""
 
 
 class LogHeadOut(Out, frozen=True):
@@ -118,10 +128,24 @@ class LogHeadOut(Out, frozen=True):
     events: int
 
 
-class LogPage(Out, frozen=True):
+class CheckpointOut(Out, frozen=True):
+    """A signed tree head of the whole log (its DSSE envelope is the proof)."""
+
+    size: int
+    root_hash: str
+    last_position: int
+    envelope: dict[str, Any]
+
+
+class LogPage(Out, frozen=True, omit_defaults=True):
     entries: list[LogEntryOut]
     head: LogHeadOut
+    """The global log's head, whoever reads (like a CT tree head)."""
     next_after: int | None
+    tenant: str | None = None
+    """Whose slice this page is (absent: the whole log)."""
+    checkpoint: CheckpointOut | None = None
+    """The signed checkpoint every entry of a slice is proven against."""
 
 
 class HistoryOut(Out, frozen=True):
@@ -201,11 +225,35 @@ class ExportCreate(In):
     destination_region: str
 
 
+class DeniedByOut(Out, frozen=True):
+    """Which policy gave which reasons (the decision's reasons are their union)."""
+
+    platform: list[str]
+    tenant: list[str]
+
+
+class ReviewOut(Out, frozen=True):
+    approved: bool
+    reviewer: str
+    reason: str
+
+
 class DecisionOut(Out, frozen=True):
     allow: bool
     reasons: list[str]
     policy_digest: str
     input_digest: str
+    platform_policy_digest: str | None = None
+    """The platform floor that judged first (None on decisions made before it)."""
+    denied_by: DeniedByOut | None = None
+    limit: str | None = None
+    """The evaluation limit the tenant's policy hit, when it denied for that."""
+    review: ReviewOut | None = None
+
+
+class ReviewCreate(In):
+    approve: bool
+    reason: str
 
 
 class DeliveryOut(Out, frozen=True):

@@ -1,15 +1,22 @@
-"""/v1/keys and /v1/ledger: public keys, signed checkpoints and Merkle proofs."""
+"""/v1/keys and /v1/ledger: public keys, signed checkpoints and Merkle proofs.
+
+Checkpoints and consistency proofs reveal only sizes and roots; an inclusion
+proof names an event, so a tenant gets one only for a position of its slice
+(another tenant's is answered as if absent).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
+from api.log_slice import covering, log_tip, tenancy_view, wait_for_view
 from api.problems import Problem
+from api.requests import principal
 from api.schemas import KeyOut, KeysOut
 from api.services import Services
 
@@ -36,12 +43,12 @@ def public_keys(services: NamedDependency[Services]) -> KeysOut:
 class LedgerController(Controller):
     path = "/v1/ledger"
     tags = ["audit"]  # noqa: RUF012
-    guards = [requires("audit.read", "export.request")]  # noqa: RUF012
+    guards = [requires("audit.read", "export.request", "audit.platform")]  # noqa: RUF012
 
     @get("/checkpoints/latest", operation_id="LatestCheckpoint", sync_to_thread=True)
     def latest_checkpoint(self, services: NamedDependency[Services]) -> dict[str, Any]:
         """The newest signed checkpoint (signing one if none covers the log yet)."""
-        checkpoint = services.checkpoints.latest() or services.checkpoints.sign()
+        checkpoint = covering(services, 0)  # its key recorded in the log first
         return {
             "size": checkpoint.size,
             "rootHash": checkpoint.root,
@@ -51,9 +58,21 @@ class LedgerController(Controller):
 
     @get("/inclusion", operation_id="InclusionProof", sync_to_thread=True)
     def inclusion(
-        self, services: NamedDependency[Services], position: Size, size: Size
+        self,
+        request: Request[Any, Any, Any],
+        services: NamedDependency[Services],
+        position: Size,
+        size: Size,
     ) -> dict[str, Any]:
-        """Proof that the event at ``position`` is in the tree of ``size`` leaves."""
+        """Proof that the event at ``position`` is in the tree of ``size`` leaves.
+
+        Without audit.platform, only for positions of the caller's slice.
+        """
+        who = principal(request)
+        if "audit.platform" not in who.scopes:
+            wait_for_view(services, min(position, log_tip(services)))
+            if not tenancy_view(services).visible(who.tenant, position):
+                raise Problem(404, f"no event at position {position}")
         try:
             return services.checkpoints.inclusion(position, size)
         except LookupError as error:

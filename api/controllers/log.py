@@ -1,17 +1,30 @@
-"""/v1/log: the hash-chained event log, paged, for auditors."""
+"""/v1/log: the hash-chained event log, paged, for auditors.
+
+The log is global. ``audit.platform`` (an operator's scope) reads all of it;
+``audit.read`` reads the caller's tenant's slice (its events, the policies it
+bound, the public keys), each entry with an RFC 9162 inclusion proof against
+one signed checkpoint of the whole log, which the page carries: a tenant can
+check its events are in the one log without seeing anyone else's.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get
+import msgspec
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
 from api.controllers.datasets import entry_out
-from api.schemas import LogHeadOut, LogPage
+from api.log_slice import SlicePage, log_tip, pinned, slice_page, wait_for_view
+from api.problems import Problem
+from api.requests import principal, read_model
+from api.schemas import CheckpointOut, InclusionOut, LogHeadOut, LogPage
 from api.services import Services
+
+WHOLE_LOG = "audit.platform"
 
 
 class LogController(Controller):
@@ -21,7 +34,7 @@ class LogController(Controller):
     @get(
         "/",
         operation_id="ReadLog",
-        guards=[requires("audit.read")],
+        guards=[requires("audit.read", WHOLE_LOG)],
         sync_to_thread=True,
     )
     def read_log(
@@ -30,17 +43,69 @@ class LogController(Controller):
         services: NamedDependency[Services],
         after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    ) -> LogPage:
+        size: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
+    ) -> Response[LogPage]:
         """Events after a position, with their chain hashes, oldest first.
 
-        The log is global: every tenant's events are in it, which is why this
-        needs the audit.read scope.
+        With audit.platform: every tenant's events. With audit.read: the
+        caller's slice, proven against the page's checkpoint; ``size`` pins
+        that checkpoint (the page then stops at its last position), so the
+        pages of one export share it.
         """
-        del request
-        entries = services.ledger.entries(after=after, limit=limit)
-        head = services.ledger.head()
-        return LogPage(
-            entries=[entry_out(e) for e in entries],
-            head=LogHeadOut(position=head.position, hash=head.hash, events=head.events),
-            next_after=entries[-1].position if len(entries) == limit else None,
+        who = principal(request)
+        if WHOLE_LOG in who.scopes:
+            return Response(_whole_log(services, after, limit))
+        wait_for_view(services, log_tip(services))
+        headers = read_model(
+            request, services.runners["tenancy"], services.settings.min_position_wait_s
         )
+        try:
+            checkpoint = pinned(services, size) if size is not None else None
+        except LookupError as error:
+            raise Problem(404, str(error)) from None
+        page = slice_page(
+            services, who.tenant, after=after, limit=limit, checkpoint=checkpoint
+        )
+        return Response(_slice_out(services, who.tenant, page), headers=headers)
+
+
+def _whole_log(services: Services, after: int, limit: int) -> LogPage:
+    """Every tenant's events after ``after``, as the log has always been read."""
+    entries = services.ledger.entries(after=after, limit=limit)
+    return LogPage(
+        entries=[entry_out(e) for e in entries],
+        head=_head(services),
+        next_after=entries[-1].position if len(entries) == limit else None,
+    )
+
+
+def _head(services: Services) -> LogHeadOut:
+    head = services.ledger.head()
+    return LogHeadOut(position=head.position, hash=head.hash, events=head.events)
+
+
+def _slice_out(services: Services, tenant: str, page: SlicePage) -> LogPage:
+    checkpoint = page.checkpoint
+    return LogPage(
+        entries=[
+            msgspec.structs.replace(entry_out(entry), inclusion=_inclusion(proof))
+            for entry, proof in zip(page.entries, page.proofs, strict=True)
+        ],
+        head=_head(services),
+        next_after=page.next_after,
+        tenant=tenant,
+        checkpoint=None
+        if checkpoint is None
+        else CheckpointOut(
+            size=checkpoint.size,
+            root_hash=checkpoint.root,
+            last_position=checkpoint.last_position,
+            envelope=checkpoint.envelope,
+        ),
+    )
+
+
+def _inclusion(proof: dict[str, Any]) -> InclusionOut:
+    return InclusionOut(
+        leaf_index=proof["leafIndex"], tree_size=proof["treeSize"], proof=proof["proof"]
+    )
