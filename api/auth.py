@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ OPERATOR_SCOPES = frozenset({"audit.platform", "platform.operate"})
 gets them only when issued with ``operator=True`` (`token issue --operator`)."""
 TENANT_SCOPES = SCOPES - OPERATOR_SCOPES
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,8192}")
+"""A JWT segment: base64url without padding (bounded: headers are, too)."""
 PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/keys$"]
 
 
@@ -106,9 +109,30 @@ class CachedToken(Token):
 @lru_cache(maxsize=4096)
 def _verified(cls: type[Token], token: str, *args: Any) -> Any:
     secret, algorithm, audience, issuer, claims, exp, nbf, strict = args
+    if not is_canonical_jwt(token):
+        raise NotAuthorizedException(detail="Invalid token")
     return Token.decode.__func__(  # type: ignore[attr-defined]
         cls, token, secret, algorithm, audience, issuer, list(claims), exp, nbf, strict
     )
+
+
+def is_canonical_jwt(token: str) -> bool:
+    """Three non-empty unpadded base64url segments, each in its one spelling.
+
+    PyJWT 2.15 still takes a signature with ``=`` padding appended (older
+    versions also took ``+``/``/`` and non-zero trailing bits), so one signed
+    token had several accepted spellings, each its own cache entry. This
+    check holds whatever the installed PyJWT forgives.
+    """
+    segments = token.split(".")
+    return len(segments) == 3 and all(_canonical_segment(s) for s in segments)
+
+
+def _canonical_segment(segment: str) -> bool:
+    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
+        return False
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == segment
 
 
 def jwt_auth(secret: str) -> JWTAuth[Principal, Token]:

@@ -6,10 +6,12 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import msgspec
 from litestar import Request, Response
 
 from api.auth import Principal
+from api.body_limits import check_body
 from api.problems import Problem
 from api.schemas import CommandAccepted
 from application.base import IdempotencyKey
@@ -19,15 +21,32 @@ if TYPE_CHECKING:
     from application.base import CommandResult
     from projections.runner import BatchRunner
 
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+# Numbers in headers are ASCII digits only, and bounded: str.isdigit() and
+# \d also take "²" (which int() then refuses: a 500) or "٣" (which int() reads).
+_ETAG = re.compile(r'[ \t]*(?:W/)?"?([0-9]{1,18})"?[ \t]*')
+_POSITION = re.compile(r"[0-9]{1,18}")
 _KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_THREAD_FROM = 64 << 10
+"""Bodies from this size are checked on a worker thread, off the event loop."""
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-def require_json(request: Request[Any, Any, Any]) -> None:
-    """before_request: a body must be declared JSON (415 otherwise)."""
+def is_position(raw: str) -> bool:
+    """Whether a header holds a log position: 1-18 ASCII digits."""
+    return _POSITION.fullmatch(raw) is not None
+
+
+async def require_json(request: Request[Any, Any, Any]) -> None:
+    """before_request: a body must be declared JSON (415) and within the edge
+    limits of api.body_limits (400), before any route decodes it.
+
+    A before_request hook rather than an ASGI middleware: it runs after
+    routing, authentication and guards (so strangers' bodies are never read),
+    and reads the body through litestar, which enforces the size limit (413)
+    and caches the bytes for the handler's own decoding: one read, no replay.
+    """
     if request.method not in _BODY_METHODS:
         return
     headers = request.headers
@@ -46,6 +65,11 @@ def require_json(request: Request[Any, Any, Any]) -> None:
                 }
             ],
         )
+    body = await request.body()
+    if len(body) < _THREAD_FROM:
+        check_body(body)
+    else:
+        await anyio.to_thread.run_sync(check_body, body)
 
 
 def principal(request: Request[Any, Any, Any]) -> Principal:
@@ -72,7 +96,7 @@ def expected_version(request: Request[Any, Any, Any], *, required: bool) -> int 
                 ],
             )
         return None
-    match = _ETAG.match(raw)
+    match = _ETAG.fullmatch(raw)
     if match is None:
         raise Problem(
             400,
@@ -133,7 +157,7 @@ def read_model(
     """Honour x-ig-min-position, then report the view's position and lag."""
     raw = request.headers.get("x-ig-min-position")
     if raw is not None:
-        if not raw.isdigit() or len(raw) > 18:
+        if not is_position(raw):
             raise Problem(
                 400,
                 "x-ig-min-position must be a non-negative integer log position",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, put
@@ -21,21 +21,34 @@ from domain.budget import TenantBudget, budget_id, dec
 Tenant = FromPath[str]
 
 
+# Edge bounds (400, rule "range") that no real budget comes near: they keep
+# absurd numbers (1e308 units, 10**24 ms) out of the log and the autopilot's
+# arithmetic. The domain's own rules (availability in [0.5, 1), a latency that
+# is a histogram bound, a positive cap) still answer 422 inside them, all at
+# once; availability needs no edge bound (JSON has no NaN, and the domain's
+# range refuses the rest).
+MAX_COST_CAP_UNITS = 1e12
+MAX_LATENCY_MS = 3_600_000
+RouteClass = Annotated[str, msgspec.Meta(max_length=32)]
+
+
 class SloIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"):
     availability: float
     """Share of requests that must not fail (5xx), e.g. 0.999."""
-    latency_p95_ms: int
+    latency_p95_ms: Annotated[int, msgspec.Meta(ge=1, le=MAX_LATENCY_MS)]
     """95 % of requests answer within this (one of the meter's bounds)."""
 
 
 class BudgetIn(
     msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="camel"
 ):
-    period: str
+    period: Annotated[str, msgspec.Meta(max_length=16)]
     """hour, day, week or month (UTC calendar periods)."""
-    cost_cap_units: float
-    """Units the tenant may spend per period."""
-    slo: dict[str, SloIn] = msgspec.field(default_factory=dict)
+    cost_cap_units: Annotated[float, msgspec.Meta(le=MAX_COST_CAP_UNITS)]
+    """Units the tenant may spend per period (at most 10^12)."""
+    slo: Annotated[dict[RouteClass, SloIn], msgspec.Meta(max_length=16)] = (
+        msgspec.field(default_factory=dict)
+    )
     """Route class (query, command, export, embedding, drill) -> targets."""
 
 

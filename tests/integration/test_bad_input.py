@@ -807,6 +807,55 @@ CASES: list[Case] = [
         names="after",
         rule="range",
     ),
+    # -- edge limits: structure, numbers, token spelling (test_edge_limits) -----
+    Case(
+        "body-nested-100000-arrays-deep",
+        "POST",
+        DS,
+        400,
+        BAD,
+        content=b"[" * 100_000,
+        names="body",
+        rule="max-depth",
+    ),
+    Case(
+        "repeated-key-name",
+        "POST",
+        DS,
+        400,
+        BAD,
+        content=_with_raw_name('"first", "name": "second"'),
+        names="name",
+        rule="duplicate-key",
+    ),
+    Case(
+        "tags-array-of-10001",
+        "POST",
+        DS,
+        400,
+        BAD,
+        json=dataset_body("wide", tags=["t"] * 10_001),
+        names="tags",
+        rule="max-array-length",
+    ),
+    Case(
+        "budget-cost-cap-1e308",
+        "PUT",
+        "/v1/tenants/acme/budget",
+        400,
+        BAD,
+        json={"period": "day", "costCapUnits": 1e308},
+        names="costCapUnits",
+        rule="range",
+    ),
+    Case(
+        "jwt-with-padding",
+        "GET",
+        DS,
+        401,
+        "/problems/unauthorized",
+        headers={"Authorization": bearer("acme")["Authorization"] + "="},
+    ),
 ]
 
 
@@ -866,11 +915,12 @@ class Snapshot:
 
 
 def snapshot(client: TestClient[Any], min_position: int | None = None) -> Snapshot:
-    """The log (via GET /v1/log) and both tenants' catalogs at a log position."""
+    """The whole log (via GET /v1/log, as an operator reads it) and both
+    tenants' catalogs at a log position."""
     log = client.get(
         "/v1/log",
         params={"after": 0, "limit": 1000},
-        headers=bearer("acme", "audit.read"),
+        headers=bearer("ops", "audit.platform"),
     )
     assert log.status_code == 200, log.text
     page = log.json()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from litestar.exceptions import NotAuthorizedException
 
-from api.auth import CachedToken, issue_token
+from api.auth import CachedToken, is_canonical_jwt, issue_token
 
 SECRET = "s" * 40
 
@@ -59,3 +60,37 @@ def test_operator_scopes_need_the_explicit_operator_flag(scope: str) -> None:
         issue_token(SECRET, tenant="ops", scopes=["audit.read", scope])
     token = decode(issue_token(SECRET, tenant="ops", scopes=[scope], operator=True))
     assert token.extras["scopes"] == [scope]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        pytest.param(lambda t: t + "=", id="padding"),
+        pytest.param(lambda t: t.replace(".", "=.", 1), id="padded-header"),
+        pytest.param(lambda t: t + "AA", id="impossible-length"),
+        pytest.param(lambda t: t.replace(".", ". ", 1), id="space"),
+        pytest.param(lambda t: t.rsplit(".", 1)[0] + ".", id="empty-signature"),
+        pytest.param(lambda t: t + ".e30", id="four-segments"),
+    ],
+)
+def test_only_the_canonical_spelling_of_a_token_decodes(spoil: Any) -> None:
+    """Padding, stray characters or segments: 401, before and after a hit."""
+    raw = issue_token(SECRET, tenant="acme", scopes=["catalog.read"])
+    assert is_canonical_jwt(raw)
+    for _ in range(2):  # a refusal is never remembered as valid
+        assert not is_canonical_jwt(spoil(raw))
+        with pytest.raises(NotAuthorizedException):
+            decode(spoil(raw))
+        assert decode(raw).sub == "cli"
+
+
+def test_the_spare_bits_of_the_signature_must_be_zero() -> None:
+    """Base64url of 32 bytes has 2 spare bits: set one, the bytes stay the same."""
+    header, payload, signature = issue_token(
+        SECRET, tenant="acme", scopes=["catalog.read"]
+    ).split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = alphabet[alphabet.index(signature[-1]) ^ 1]
+    assert not is_canonical_jwt(f"{header}.{payload}.{signature[:-1]}{spare}")
+    with pytest.raises(NotAuthorizedException):
+        decode(f"{header}.{payload}.{signature[:-1]}{spare}")
