@@ -26,11 +26,13 @@ from api.controllers.incidents import IncidentController
 from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
+from api.controllers.switches import SwitchController
 from api.logging import configure_logging, request_logging
 from api.problems import problem_plugin, region_problem
 from api.requests import require_json
 from api.services import Services, build_services
 from api.settings import Settings, get_settings
+from application.ports import PolicyBusyError
 from api.shaping import add_throttle_header, shaping_hook
 from domain.errors import DomainError
 
@@ -53,6 +55,9 @@ async def log_unexpected(error: Exception, scope: Scope) -> None:
         _log.info("client_disconnected", route=route)
         return
     refused = region_problem(error) if isinstance(error, RegionError) else error
+    if isinstance(error, PolicyBusyError):
+        _log.warning("request_refused", route=route, status=503, type="policy-busy")
+        return
     if isinstance(refused, ProblemDetailsException):  # deliberate: lag, read-only
         _log.warning(
             "request_refused",
@@ -109,6 +114,7 @@ def create_app(
             BudgetController,
             IncidentController,
             LogController,
+            SwitchController,
             healthz,
             readyz,
             metrics,

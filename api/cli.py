@@ -20,6 +20,7 @@ from api.cli_audit import add_commands
 from api.cli_autopilot import add_commands as add_autopilot_commands
 from api.cli_dr import add_commands as add_dr_commands
 from api.cli_er import add_commands as add_er_commands
+from api.cli_switch import add_commands as add_switch_commands
 from api.progress import Progress
 from api.settings import Settings
 
@@ -285,6 +286,7 @@ def parser() -> argparse.ArgumentParser:
     add_er_commands(sub)
     add_dr_commands(sub)
     add_autopilot_commands(sub)
+    add_switch_commands(sub)
     return root
 
 

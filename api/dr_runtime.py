@@ -23,6 +23,7 @@ from adapters.dr.router import READ_FROM, DrRouter
 from adapters.exports_view import PostgresExportsView
 from adapters.ledger.store import open_ledger
 from api.problems import Problem
+from api.requests import is_position
 from application.datasets import Datasets
 from application.lag_alerts import LagAlarm, LagAlerts
 
@@ -91,7 +92,7 @@ def read_from(raw: str) -> str:
 
 def _position(raw: str | None) -> bool:
     """Whether an x-ig-min-position is absent or well formed (else: primary)."""
-    return raw is None or (raw.isdigit() and len(raw) <= 18)
+    return raw is None or is_position(raw)  # ASCII digits: int() must not fail
 
 
 class _LagCollector:
@@ -154,6 +155,8 @@ class DrRuntime:
         self._alerts = alerts
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.secondary_reads_off: Callable[[], bool] = lambda: False
+        """The disable-secondary-reads backout: every read goes to the primary."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._watch, name="dr-lag", daemon=True)
@@ -242,6 +245,15 @@ class DrRuntime:
     ) -> ReadRoute[T]:
         raw = headers.get("x-ig-read-from", "nearest")
         state = self.pair().state
+        if self.secondary_reads_off():
+            read_from(raw)  # still a 400 when malformed
+            return ReadRoute(
+                None,
+                {
+                    "x-ig-read-region": state.primary,
+                    "x-ig-backout": "disable-secondary-reads",
+                },
+            )
         region = {
             "primary": state.primary,
             "secondary": state.standby,

@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +39,36 @@ class _ProjectionCollector:
             position.add_metric([runner.name], status.position)
         yield lag
         yield position
+
+
+class _GateCollector:
+    """Backout switches and policy-sandbox kills, read at scrape time."""
+
+    def __init__(
+        self,
+        switches: Callable[[], Mapping[str, bool]],
+        kills: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self._switches = switches
+        self._kills = kills
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        engaged = GaugeMetricFamily(
+            "conductor_backout_switch",
+            "1 while a backout switch is engaged (conductor switch on ...)",
+            labels=["switch"],
+        )
+        for name, on in self._switches().items():
+            engaged.add_metric([name], 1.0 if on else 0.0)
+        kills = CounterMetricFamily(
+            "conductor_policy_limit_kills",
+            "Sandboxed policy evaluations stopped at a limit, by limit",
+            labels=["limit"],
+        )
+        for limit, count in sorted(self._kills().items()):
+            kills.add_metric([limit], count)
+        yield engaged
+        yield kills
 
 
 class _ErEvalCollector:
@@ -186,6 +216,13 @@ class Metrics:
                     (max(slis.values()) for slis in per_class.values()), default=0.0
                 )
                 self.burn_rate.labels(tenant, "slo", window).set(worst)
+
+    def watch_gate(
+        self,
+        switches: Callable[[], Mapping[str, bool]],
+        kills: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self.registry.register(_GateCollector(switches, kills))
 
     def watch_er_eval(self, path: Path) -> None:
         self.registry.register(_ErEvalCollector(path))

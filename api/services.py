@@ -15,10 +15,12 @@ from adapters.datafiles import LocalDataFiles
 from adapters.dlp_transformer import DlpTransformer
 from adapters.exports_view import PostgresExportsView, SQLiteExportsView
 from adapters.ledger.store import Ledger, open_ledger
-from adapters.rego import RegoEngine
+from adapters.rego import TieredRegoEngine
+from adapters.rego_sandbox import Limits, RegoSandbox
 from adapters.secrets import FileSecrets
 from adapters.shaping import shaping_store
 from adapters.signer import KeyStore
+from adapters.tenancy_view import PostgresTenancyView, SQLiteTenancyView
 from adapters.usage_view import usage_view
 from api.dr_runtime import (
     DrRuntime,
@@ -39,11 +41,13 @@ from application.export_pipeline import ExportPipeline
 from application.exports import Exports
 from application.lag_alerts import LagAlerts
 from application.metering import Meter, PriceTable
+from application.switches import Switches
 from projections.catalog import CatalogProjection, CatalogView, SearchCache
 from projections.coverage import CatalogQueries
 from projections.exports import ExportsProjection, ExportsView
 from projections.lineage import LineageProjection, LineageView
 from projections.runner import BatchRunner
+from projections.tenancy import TenancyProjection, TenancyView
 from projections.usage import UsageProjection, UsageView
 
 if TYPE_CHECKING:
@@ -101,6 +105,8 @@ class Services:
         shaping: ShapingGate | None = None,
         autopilot: Autopilot | None = None,
         incidents: Any = None,
+        switches: Switches | None = None,
+        tenancy: TenancyView | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -131,6 +137,10 @@ class Services:
         self.autopilot = autopilot
         self.incidents = incidents
         """Guard-breach issues (application.incidents.Incidents)."""
+        self.switches = switches or Switches(ledger)
+        """The backout switches (read through a short cache)."""
+        self.tenancy = tenancy
+        """Who may see each log position (a tenant's slice of the log)."""
         self._meter_jobs: Any = None
         self._lag_alerts: LagAlerts | None = None
         self._closed = threading.Event()
@@ -187,6 +197,9 @@ class Services:
             if jobs is not None:
                 jobs.shutdown(wait=False)
         self.worker.close()  # exports and ER jobs finish (and are metered) first
+        close_engine = getattr(self.exports.engine, "close", None)
+        if close_engine is not None:
+            close_engine()  # the policy sandbox's worker processes
         if self.er is not None:
             self.er.close()
         self._flush_meter()
@@ -200,6 +213,7 @@ class Services:
             self.usage,
             self.catalog,
             self.exports_view,
+            self.tenancy,
             self.ledger,
         ):
             if part is not None:
@@ -217,8 +231,14 @@ def build_services(settings: Settings) -> Services:
     regions = frozenset(settings.regions)
     datasets = Datasets(ledger, regions=regions)
     files = LocalDataFiles(settings.data_root_path)
+    switches = Switches(ledger, refresh_s=settings.switch_refresh_s)
     exports = Exports(
-        ledger, datasets=datasets, engine=RegoEngine(), regions=regions, sources=files
+        ledger,
+        datasets=datasets,
+        engine=policy_engine(settings),
+        regions=regions,
+        sources=files,
+        review_required=lambda: switches.is_on("manual-export-review"),
     )
     metrics = Metrics()
     keys = KeyStore(settings.var_path / "keys")
@@ -247,10 +267,12 @@ def build_services(settings: Settings) -> Services:
     budgets = Budgets(ledger)
     usage = usage_view(ledger)
     exports_view = _view(ledger, SQLiteExportsView, PostgresExportsView)
+    tenancy = _view(ledger, SQLiteTenancyView, PostgresTenancyView)
     runners = {
         "catalog": runner(CatalogProjection(view=catalog)),
         "exports": runner(ExportsProjection(view=exports_view)),
         "usage": runner(UsageProjection(view=usage)),
+        "tenancy": runner(TenancyProjection(view=tenancy)),
     }
     lineage = None
     if settings.neo4j_uri:
@@ -305,7 +327,10 @@ def build_services(settings: Settings) -> Services:
             ),
         ),
         incidents=incidents,
+        switches=switches,
+        tenancy=tenancy,
     )
+    honour_switches(wired, switches)
     from api.jobs import export_finished  # noqa: PLC0415 - jobs import this module
 
     worker.on_finished = partial(export_finished, wired)
@@ -313,6 +338,40 @@ def build_services(settings: Settings) -> Services:
     # runner that failed during the switch should retry now, not after backoff.
     on_primary_switch(ledger, wired.search.clear, *(r.resume for r in runners.values()))
     return wired
+
+
+def honour_switches(wired: Services, switches: Switches) -> None:
+    """Point each backed-out mechanism at its switch (read through a cache)."""
+    engine = wired.exports.engine
+    kills = (
+        engine.sandboxed.sandbox.kills if isinstance(engine, TieredRegoEngine) else {}
+    )
+    wired.metrics.watch_gate(
+        lambda: {s.name: s.engaged for s in switches.states()}, lambda: dict(kills)
+    )
+    if wired.shaping is not None:
+        wired.shaping.disabled = lambda: switches.is_on("disable-traffic-shaping")
+    if wired.dr is not None:
+        wired.dr.secondary_reads_off = lambda: switches.is_on(
+            "disable-secondary-reads"
+        )
+    if wired.er is not None:
+        wired.er.app.assist_off = lambda: switches.is_on("disable-er-assist")
+
+
+def policy_engine(settings: Settings) -> TieredRegoEngine:
+    """Shipped policies in process; tenants' own in the confined worker pool."""
+    sandbox = RegoSandbox(
+        workers=settings.policy_workers,
+        limits=Limits(
+            cpu_s=settings.policy_cpu_s,
+            wall_s=settings.policy_wall_s,
+            memory_bytes=settings.policy_memory_mb * 1024 * 1024,
+            output_bytes=settings.policy_output_kb * 1024,
+        ),
+        per_tenant=settings.policy_per_tenant,
+    )
+    return TieredRegoEngine(sandbox)
 
 
 def prices(settings: Settings) -> PriceTable:

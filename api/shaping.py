@@ -13,6 +13,7 @@ bucket size, whole tokens left after this request, and the autopilot's reason
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import threading
@@ -58,9 +59,13 @@ class ShapingGate:
         self._short: dict[str, tuple[float, Throttle]] = {}
         """Tenant -> (when its denied take happened, that take)."""
         self._lock = threading.Lock()
+        self.disabled: Callable[[], bool] = lambda: False
+        """The disable-traffic-shaping backout (then no tenant is shaped)."""
 
     def cached(self, tenant: str) -> bool | None:
         """Whether ``tenant`` is shaped, from memory; None once the cache is stale."""
+        if self.disabled():
+            return False
         if self.clock() - self._loaded_at >= self.refresh_s:
             return None
         return tenant in self._rules
@@ -81,7 +86,7 @@ class ShapingGate:
 
     def check(self, tenant: str) -> Throttle | None:
         """Take a token for ``tenant``; None when the tenant is not shaped."""
-        if tenant not in self.rules():
+        if self.disabled() or tenant not in self.rules():
             return None
         now = self.clock()
         short = self._local_denial(tenant, now)
@@ -148,8 +153,8 @@ def shaping_hook(
 ) -> Callable[[Request[Any, Any, Any]], Awaitable[Any]]:
     """A before_request hook that refuses over-rate tenants with a 429 problem.
 
-    ``then`` is a cheap synchronous before_request hook (e.g. require_json)
-    run after the gate, since litestar takes one before_request per layer.
+    ``then`` is another before_request hook (e.g. require_json), sync or
+    async, run after the gate, since litestar takes one before_request per layer.
     """
 
     async def before_request(request: Request[Any, Any, Any]) -> Any:
@@ -161,7 +166,10 @@ def shaping_hook(
                 if not result.allowed:
                     raise _refusal(tenant, result)
                 request.state[STATE_KEY] = throttle_header(result)
-        return then(request) if then is not None else None
+        if then is None:
+            return None
+        outcome = then(request)
+        return await outcome if inspect.isawaitable(outcome) else outcome
 
     return before_request
 

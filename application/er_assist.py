@@ -57,10 +57,19 @@ VIA = {(True, True): "both", (True, False): "blocking", (False, True): "ann"}
 class ErAssist(LedgerApplication):
     """Resolutions, embedding jobs and the daily caps of every tenant."""
 
-    def __init__(self, log: EventLog, *, ports: Ports, policy: ErPolicy) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        ports: Ports,
+        policy: ErPolicy,
+        assist_off: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__(log)
         self.ports = ports
         self.policy = policy
+        self.assist_off = assist_off
+        """The disable-er-assist backout: resolve on blocking rules alone."""
 
     # -- resolve ---------------------------------------------------------------
 
@@ -80,12 +89,18 @@ class ErAssist(LedgerApplication):
             + check_records(records, known=fields, max_batch=policy.max_batch)
         )
         self._quota(tenant).check(records=len(records), cap=policy.cap_records_per_day)
-        k = k or policy.k
+        # Backed out, no ANN candidate is added and the Resolution records k=0;
+        # vectors are still stored, so the index is whole when assist returns.
+        k = 0 if self.assist_off() else k or policy.k
         columns = as_columns(records, sorted(fields))
         vectors = self.ports.embedder.embed(tenant, columns)
         space = PairSpace(len(records))
         base = blocked_pairs(policy.blocking, space, columns)
-        ann = ann_pairs(self.ports.neighbours, space, vectors, None, k)
+        ann = (
+            ann_pairs(self.ports.neighbours, space, vectors, None, k)
+            if k
+            else np.empty(0, dtype=base.dtype)
+        )
         union = np.union1d(base, ann)
         resolution = Resolution(
             tenant=tenant,

@@ -41,6 +41,11 @@ def readyz(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
             "running": status.running,
             "error": status.error or None,
         }
+    try:  # who engaged them and why: GET /v1/switches (a token's business)
+        checks["switches"] = {s.name: s.engaged for s in services.switches.states()}
+    except Exception as error:
+        ready = False
+        checks["switches"] = {"error": type(error).__name__}
     return Response(
         {"status": "ready" if ready else "not-ready", "checks": checks},
         status_code=200 if ready else 503,

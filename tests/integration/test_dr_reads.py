@@ -371,3 +371,47 @@ def test_resume_cuts_a_failed_runners_backoff_short() -> None:
         stopped.start()
         stopped.join(5)
         assert not stopped.is_alive()
+
+
+def test_disabling_secondary_reads_sends_every_read_to_the_primary(
+    site: Site, api: TestClient[Any]
+) -> None:
+    """The seed's first backout: with the switch engaged, x-ig-read-from names
+    the standby in vain (the primary answers, and says why); released, the
+    standby answers again."""
+    dr = _services(api).dr
+    assert dr is not None
+    state = dr.pair().state  # an earlier test may have switched the roles
+    source = register(api, _services(api).settings, "backout")
+    head = _services(api).ledger.recorder.max_notification_id() or 0
+    wait_fresh(site.pair)
+    path = f"/v1/datasets/{source}"
+    secondary = {"x-ig-read-from": "secondary", "x-ig-min-position": str(head)}
+    assert _get(api, path, **secondary).headers["x-ig-read-region"] == state.standby
+    operator = bearer("ops", "platform.operate")
+    engaged = api.put(
+        "/v1/switches/disable-secondary-reads",
+        json={"engaged": True, "reason": "replica suspect"},
+        headers=operator,
+    )
+    assert engaged.status_code == 200, engaged.text
+    try:
+        got = _get(api, path, **secondary)
+        assert got.headers["x-ig-read-region"] == state.primary
+        assert got.headers["x-ig-backout"] == "disable-secondary-reads"
+        assert "x-ig-stale-read" not in got.headers
+        bad = api.get(path, headers={**H, "x-ig-read-from": "mars"})
+        assert bad.status_code == 400  # still validated
+    finally:
+        released = api.put(
+            "/v1/switches/disable-secondary-reads",
+            json={"engaged": False, "reason": "replica checked"},
+            headers=operator,
+        )
+        assert released.status_code == 200, released.text
+    head = _services(api).ledger.recorder.max_notification_id() or 0
+    secondary["x-ig-min-position"] = str(head)
+    deadline = time.monotonic() + 10
+    while _get(api, path, **secondary).headers["x-ig-read-region"] != state.standby:
+        assert time.monotonic() < deadline, "the standby never answered again"
+        time.sleep(0.05)
