@@ -37,6 +37,8 @@ MAX_DEPTH = 64
 MAX_ITEMS = 10_000
 _SHOWN = 64
 """Key text beyond this is elided in a problem (the key is the client's)."""
+_SMALL = 8192
+"""Bodies below this size (and with few brackets) take the quick path."""
 _FEW_KEYS = 256
 """Up to this many keys a Python set is quicker than hashing them in numpy."""
 _BASE = np.uint64(0x100000001B3)  # the 64-bit FNV prime: odd, so no zero divisor
@@ -77,6 +79,8 @@ class _Structure:
 
 def check_body(body: bytes) -> None:
     """Refuse a JSON body nested too deep, too long or with a repeated key (400)."""
+    if _plainly_within(body):
+        return
     data = np.frombuffer(body, dtype=np.uint8)
     quotes, slashes = _string_quotes(data, body)
     at = _STRUCTURAL[data].nonzero()[0]
@@ -93,6 +97,34 @@ def check_body(body: bytes) -> None:
     structure = _structure(body, (quotes, slashes), at, char, step, depth)
     _check_members(structure)
     _check_keys(structure)
+
+
+def _plainly_within(body: bytes) -> bool:
+    """The common small body, passed in a few µs instead of numpy's ~70.
+
+    Fewer brackets than the depth limit and fewer bytes than the member limit
+    cannot break either; the C json scanner then finds a repeated key. Any
+    doubt (a repeat, a malformed body) goes to the full check, which names
+    the field.
+    """
+    if len(body) >= _SMALL or body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        return False
+    try:
+        json.loads(body, object_pairs_hook=_unique)
+    except (ValueError, _RepeatedKeyError):
+        return False
+    return True
+
+
+class _RepeatedKeyError(Exception):
+    pass
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        raise _RepeatedKeyError
+    return found
 
 
 def _string_quotes(

@@ -267,6 +267,14 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
         except DomainError as error:
             print(f"conductor export run: {error}", file=sys.stderr)
             return 2
+        if decision.pending_review:
+            print(
+                f"export {decision.export_id} is held for manual review (the "
+                "manual-export-review switch is engaged): another holder of "
+                "export.approve approves it with POST "
+                f"/v1/exports/{decision.export_id}/review"
+            )
+            return 1
         if not decision.allow:
             print(
                 f"denied by policy {decision.policy_digest[:12]}: "
