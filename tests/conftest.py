@@ -91,7 +91,9 @@ def client(settings: Settings) -> Iterator[TestClient[Any]]:
         yield test_client
 
 
-def bearer(tenant: str = "acme", *scopes: str, ttl_s: int = 3600) -> dict[str, str]:
+def bearer(
+    tenant: str = "acme", *scopes: str, ttl_s: int = 3600, sub: str = "cli"
+) -> dict[str, str]:
     """Authorization header for a tenant; all scopes when none are named
     (the operator scopes included: name the scopes to get a tenant's view)."""
     from datetime import timedelta  # noqa: PLC0415
@@ -101,6 +103,7 @@ def bearer(tenant: str = "acme", *scopes: str, ttl_s: int = 3600) -> dict[str, s
         SECRET,
         tenant=tenant,
         scopes=wanted,
+        sub=sub,
         ttl=timedelta(seconds=ttl_s),
         operator=bool(set(wanted) & OPERATOR_SCOPES),
     )

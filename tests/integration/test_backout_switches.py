@@ -52,19 +52,22 @@ def switch(
 
 def reviewer(tenant: str = "acme", sub: str = "bob") -> dict[str, str]:
     """A second person in the tenant holding export.approve."""
-    from datetime import timedelta  # noqa: PLC0415
+    return bearer(tenant, "export.approve", "export.request", sub=sub)
 
-    from api.auth import issue_token  # noqa: PLC0415
-    from tests.conftest import SECRET  # noqa: PLC0415
 
-    token = issue_token(
-        SECRET,
-        tenant=tenant,
-        scopes=["export.approve", "export.request"],
-        sub=sub,
-        ttl=timedelta(hours=1),
+def review(
+    client: TestClient[Any],
+    export_id: str,
+    *,
+    approve: bool,
+    reason: str,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return client.post(
+        f"/v1/exports/{export_id}/review",
+        json={"approve": approve, "reason": reason},
+        headers=headers or reviewer(),
     )
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_setting_a_switch_is_operator_only_and_recorded_with_who_and_why(
@@ -129,17 +132,13 @@ def test_manual_review_holds_an_allowed_export_until_someone_else_approves(
     assert held.json()["status"] == "pending_review"
     time.sleep(0.3)
     assert not bundle(settings, export_id).exists()
-    own = client.post(
-        f"/v1/exports/{export_id}/review",
-        json={"approve": True, "reason": "mine"},
-        headers=reviewer(sub="cli"),
+    own = review(
+        client, export_id, approve=True, reason="mine", headers=reviewer(sub="cli")
     )
     assert own.status_code == 403, own.text
     assert own.json()["type"] == "/problems/self-review"
-    approved = client.post(
-        f"/v1/exports/{export_id}/review",
-        json={"approve": True, "reason": "checked the purpose with legal"},
-        headers=reviewer(),
+    approved = review(
+        client, export_id, approve=True, reason="checked the purpose with legal"
     )
     assert approved.status_code == 200, approved.text
     final = settle(client, export_id)
@@ -160,18 +159,12 @@ def test_a_rejected_export_never_runs(
 ) -> None:
     assert switch(client, "manual-export-review", engaged=True).status_code == 200
     export_id = request(client, register(client, settings)).json()["id"]
-    rejected = client.post(
-        f"/v1/exports/{export_id}/review",
-        json={"approve": False, "reason": "no contract for this purpose"},
-        headers=reviewer(),
+    rejected = review(
+        client, export_id, approve=False, reason="no contract for this purpose"
     )
     assert rejected.status_code == 200, rejected.text
     assert rejected.json()["status"] == "rejected"
-    twice = client.post(
-        f"/v1/exports/{export_id}/review",
-        json={"approve": True, "reason": "changed my mind"},
-        headers=reviewer(),
-    )
+    twice = review(client, export_id, approve=True, reason="changed my mind")
     assert twice.status_code == 409
     assert not bundle(settings, export_id).exists()
 
@@ -194,12 +187,10 @@ def test_under_review_the_floor_still_denies_and_a_tenant_denial_is_reviewable(
     held = request(client, dataset_id)
     assert held.status_code == 202, held.text
     assert held.json()["decision"]["deniedBy"]["tenant"] == ["tenant_gate_broken"]
-    review = client.post(
-        f"/v1/exports/{held.json()['id']}/review",
-        json={"approve": True, "reason": "the gate is broken, see #12"},
-        headers=reviewer(),
+    overruled = review(
+        client, held.json()["id"], approve=True, reason="the gate is broken, see #12"
     )
-    assert review.status_code == 200, review.text
+    assert overruled.status_code == 200, overruled.text
     assert settle(client, held.json()["id"])["status"] == "proven"
 
 
@@ -208,9 +199,11 @@ def test_another_tenants_export_cannot_be_reviewed(
 ) -> None:
     assert switch(client, "manual-export-review", engaged=True).status_code == 200
     export_id = request(client, register(client, settings)).json()["id"]
-    foreign = client.post(
-        f"/v1/exports/{export_id}/review",
-        json={"approve": True, "reason": "mine now"},
+    foreign = review(
+        client,
+        export_id,
+        approve=True,
+        reason="mine now",
         headers=reviewer(tenant="globex"),
     )
     assert foreign.status_code == 404, foreign.text
