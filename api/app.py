@@ -16,6 +16,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 
 from adapters.dr.router import RegionError
 from api.auth import jwt_auth
+from api.bootstrap import Services, build_services
 from api.controllers.budget import BudgetController
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
@@ -28,12 +29,11 @@ from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
 from api.controllers.switches import SwitchController
 from api.logging import configure_logging, request_logging
+from api.middleware.shaping import add_throttle_header, shaping_hook
 from api.problems import problem_plugin, region_problem
 from api.requests import require_json
-from api.services import Services, build_services
 from api.settings import Settings, get_settings
 from application.ports import PolicyBusyError
-from api.shaping import add_throttle_header, shaping_hook
 from domain.errors import DomainError
 
 if TYPE_CHECKING:

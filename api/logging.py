@@ -12,14 +12,14 @@ import msgspec
 import structlog
 from litestar.enums import ScopeType
 
-from application.metering import route_class
+from application.autopilot.metering import route_class
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from api.metrics import Metrics
     from api.settings import Settings
-    from application.metering import Meter
+    from application.autopilot.metering import Meter
 
 _REQUEST_ID_OK = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."

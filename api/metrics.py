@@ -207,7 +207,7 @@ class Metrics:
         )
 
     def autopilot_observed(self, burns: Mapping[str, Any]) -> None:
-        """Gauges from one controller tick (application.autopilot.TenantBurn)."""
+        """Gauges from one controller tick (a TenantBurn per tenant)."""
         for tenant, burn in burns.items():
             for window, value in burn.cost.burn.items():
                 self.burn_rate.labels(tenant, "cost", window).set(value)

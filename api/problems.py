@@ -34,7 +34,7 @@ from domain.errors import (
     ValidationError,
     VersionMismatchError,
 )
-from domain.export import SelfReviewError
+from domain.exports.export import SelfReviewError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -11,13 +11,13 @@ import msgspec
 from litestar import Request, Response
 
 from api.auth import Principal
-from api.body_limits import check_body
+from api.middleware.body_limits import check_body
 from api.problems import Problem
-from api.schemas import CommandAccepted
+from api.schemas.base import CommandAccepted
 from application.base import IdempotencyKey
 
 if TYPE_CHECKING:
-    from api.services import Services
+    from api.bootstrap import Services
     from application.base import CommandResult
     from projections.runner import BatchRunner
 
@@ -40,7 +40,7 @@ def is_position(raw: str) -> bool:
 
 async def require_json(request: Request[Any, Any, Any]) -> None:
     """before_request: a body must be declared JSON (415) and within the edge
-    limits of api.body_limits (400), before any route decodes it.
+    limits of api.middleware.body_limits (400), before any route decodes it.
 
     A before_request hook rather than an ASGI middleware: it runs after
     routing, authentication and guards (so strangers' bodies are never read),

@@ -246,7 +246,7 @@ class Checkpoints(Protocol):
 class Embedder(Protocol):
     """Records (as columns of field values) -> L2-normalised float32 vectors.
 
-    Values are used in memory only. The hashing embedder (adapters.embedder)
+    Values are used in memory only. The hashing embedder (adapters.er.embedder)
     is keyed per tenant; a sentence-transformer could implement this too.
     """
 

@@ -19,7 +19,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.dataset import Dataset
+from domain.catalog.dataset import Dataset
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -12,7 +12,7 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.export import Export
+from domain.exports.export import Export
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -22,9 +22,9 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 import domain
-from domain.keys import SigningKeyRing
-from domain.policy import PLATFORM_POLICY, Policy, PolicyBinding
-from domain.switches import Switchboard
+from domain.exports.policy import PLATFORM_POLICY, Policy, PolicyBinding
+from domain.ledger.keys import SigningKeyRing
+from domain.ops.switches import Switchboard
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -73,8 +73,8 @@ def audience(event: Any, owners: Mapping[UUID, str]) -> str:
 def _aggregates() -> list[type[Aggregate]]:
     """Every aggregate class the domain package defines."""
     found: list[type[Aggregate]] = []
-    for info in pkgutil.iter_modules(domain.__path__):
-        module = importlib.import_module(f"domain.{info.name}")
+    for info in pkgutil.walk_packages(domain.__path__, "domain."):
+        module = importlib.import_module(info.name)
         found += [
             value
             for value in vars(module).values()

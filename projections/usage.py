@@ -17,8 +17,8 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
-from domain.budget import TenantBudget
-from domain.usage import BUCKETS, BudgetRow, Counts, Usage
+from domain.autopilot.budget import TenantBudget
+from domain.autopilot.usage import BUCKETS, BudgetRow, Counts, Usage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from adapters.pgcluster import PgCluster
+from adapters.sql.pgcluster import PgCluster
 from api.app import create_app
 from api.auth import OPERATOR_SCOPES, SCOPES, issue_token
 from api.settings import Settings

@@ -24,7 +24,7 @@ from eventsourcing.persistence import TrackingRecorder
 from eventsourcing.postgres import PostgresDatastore
 from psycopg.rows import tuple_row
 
-from adapters.catalog_postgres import PostgresCatalogView
+from adapters.catalog.postgres import PostgresCatalogView
 from adapters.dr.health import STALENESS_SQL
 from adapters.dr.region_log import open_region_log
 from projections.runner import APPLICATION_NAME

@@ -11,12 +11,12 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from adapters.dsse import payload_of, verify_envelope
+from adapters.signing.dsse import payload_of, verify_envelope
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from adapters.signer import KeyStore
+    from adapters.signing.keystore import KeyStore
 
 EVIDENCE_TYPE = "conductor.dr-evidence/v1"
 PAYLOAD_TYPE = "application/vnd.conductor.dr-evidence+json"

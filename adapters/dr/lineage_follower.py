@@ -32,10 +32,10 @@ import psycopg
 import structlog
 from eventsourcing.persistence import Mapper
 
+from adapters.catalog.lineage_sqlite import open_sqlite_lineage
 from adapters.dr.health import STALENESS_SQL
 from adapters.dr.region_log import open_region_log
 from adapters.ledger.transcoder import CanonicalJSONTranscoder
-from adapters.lineage_sqlite import open_sqlite_lineage
 from projections.lineage import LineageChanges, LineageProjection
 from projections.runner import APPLICATION_NAME, BatchRunner
 
@@ -84,7 +84,7 @@ def open_lineage_store(
 ) -> LineageView:
     """The region's lineage store: Neo4j if given, else the embedded SQLite file."""
     if neo4j is not None:
-        from adapters.lineage_neo4j import connect  # noqa: PLC0415 - optional
+        from adapters.catalog.lineage_neo4j import connect  # noqa: PLC0415 - optional
 
         return connect(neo4j.uri, neo4j.user, neo4j.password, neo4j.database)
     return open_sqlite_lineage(store_path(root, region))

@@ -20,7 +20,7 @@ import psycopg
 import structlog
 
 from adapters.dr.tls import CertFiles, CertificateAuthority
-from adapters.pgcluster import PgCluster, find_bindir
+from adapters.sql.pgcluster import PgCluster, find_bindir
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

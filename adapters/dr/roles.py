@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import psycopg
 import structlog
 
-from adapters.pgcluster import PgCluster, find_bindir
+from adapters.sql.pgcluster import PgCluster, find_bindir
 
 if TYPE_CHECKING:
     from adapters.dr.pair import RegionPair

@@ -18,7 +18,7 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
 from adapters.ledger.groupcommit import GroupCommitInserts, Job
-from adapters.pg_schema import schema_lock
+from adapters.sql.pg_schema import schema_lock
 from application.ports import IdempotencyRecord, LogEntry, LogHead
 
 if TYPE_CHECKING:

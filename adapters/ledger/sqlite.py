@@ -14,7 +14,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 
 from adapters.ledger.chain import GENESIS, check_topic, event_hash
 from adapters.ledger.groupcommit import GroupCommitInserts, Job
-from adapters.sqlite_writer import SQLiteWriter
+from adapters.sql.sqlite_writer import SQLiteWriter
 from application.ports import IdempotencyRecord, LogEntry, LogHead
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
+from api.bootstrap import Services
 from api.problems import Problem
 from api.requests import principal
-from api.services import Services
-from application.tenant_burn import measure
-from domain.budget import TenantBudget, budget_id, dec
+from application.autopilot.tenant_burn import measure
+from domain.autopilot.budget import TenantBudget, budget_id, dec
 
 Tenant = FromPath[str]
 

@@ -8,9 +8,9 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
 from api.auth import requires
+from api.bootstrap import Services
 from api.requests import principal, read_model
-from api.schemas import CoverageOut
-from api.services import Services
+from api.schemas.catalog import CoverageOut
 from projections.coverage import CatalogQueries
 
 

@@ -17,6 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
+from api.bootstrap import Services
 from api.problems import Problem
 from api.requests import (
     command_response,
@@ -25,10 +26,10 @@ from api.requests import (
     principal,
     read_model,
 )
-from api.schemas import (
+from api.schemas.base import CommandAccepted
+from api.schemas.catalog import (
     ColumnIn,
     ColumnOut,
-    CommandAccepted,
     DatasetCreate,
     DatasetOut,
     DatasetPage,
@@ -38,18 +39,17 @@ from api.schemas import (
     LineageLink,
     LineageNodeOut,
     LineageOut,
-    LogEntryOut,
 )
-from api.services import Services
+from api.schemas.ledger import LogEntryOut
 from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogQuery
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from application.datasets import Datasets
+    from application.catalog.datasets import Datasets
     from application.ports import LogEntry
-    from domain.dataset import Dataset
+    from domain.catalog.dataset import Dataset
     from projections.catalog import CatalogRow, CatalogView, LineageGraphView
     from projections.lineage import LineageView
 

@@ -24,12 +24,12 @@ from adapters.dr.router import (
     StaleEpochError,
 )
 from api.auth import requires
+from api.bootstrap import Services
 from api.controllers.datasets import Depth
-from api.dr_runtime import DrRuntime, read_from
 from api.problems import Problem, region_problem
 from api.requests import principal
-from api.schemas import LineageEdgeOut, LineageNodeOut, LineageOut
-from api.services import Services
+from api.runtime.dr import DrRuntime, read_from
+from api.schemas.catalog import LineageEdgeOut, LineageNodeOut, LineageOut
 
 Key = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 

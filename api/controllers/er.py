@@ -13,7 +13,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.er_schemas import (
+from api.bootstrap import Services
+from api.problems import Problem
+from api.requests import principal
+from api.schemas.er import (
     CandidatesOut,
     JobCreate,
     JobOut,
@@ -22,11 +25,8 @@ from api.er_schemas import (
     ResolveOut,
     ResolveRequest,
 )
-from api.problems import Problem
-from api.requests import principal
-from api.services import Services
-from application.er_input import ErRecord
-from domain.er import EmbeddingJob, ErCapExceededError
+from application.er.inputs import ErRecord
+from domain.er.resolution import EmbeddingJob, ErCapExceededError
 from domain.errors import ValidationError
 
 log = structlog.get_logger("conductor.er")

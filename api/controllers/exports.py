@@ -14,9 +14,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
+from api.bootstrap import Services
 from api.problems import Problem
 from api.requests import idempotency, principal, read_model
-from api.schemas import (
+from api.schemas.exports import (
     DecisionOut,
     DeliveryOut,
     DeniedByOut,
@@ -31,9 +32,8 @@ from api.schemas import (
     ReviewCreate,
     ReviewOut,
 )
-from api.services import Services
-from application.exports import ExportDecision, ExportNotFoundError
-from domain.export import PROOF_FILE, Export
+from application.exports.exports import ExportDecision, ExportNotFoundError
+from domain.exports.export import PROOF_FILE, Export
 from projections.exports import ExportRow
 
 if TYPE_CHECKING:

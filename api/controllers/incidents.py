@@ -11,8 +11,8 @@ from litestar.params import QueryParameter
 
 from api.auth import requires
 from api.requests import principal
-from api.schemas import Out
-from application.incidents import Incident, Incidents
+from api.schemas.base import Out
+from application.autopilot.incidents import Incident, Incidents
 
 
 @runtime_checkable  # litestar checks a dependency with isinstance()

@@ -14,11 +14,11 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
-from api.log_slice import covering, log_tip, tenancy_view, wait_for_view
+from api.bootstrap import Services
+from api.controllers.log_slice import covering, log_tip, tenancy_view, wait_for_view
 from api.problems import Problem
 from api.requests import principal
-from api.schemas import KeyOut, KeysOut
-from api.services import Services
+from api.schemas.ledger import KeyOut, KeysOut
 
 Size = Annotated[int, QueryParameter(ge=1, le=2**62)]
 

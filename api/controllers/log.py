@@ -17,12 +17,18 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
+from api.bootstrap import Services
 from api.controllers.datasets import entry_out
-from api.log_slice import SlicePage, log_tip, pinned, slice_page, wait_for_view
+from api.controllers.log_slice import (
+    SlicePage,
+    log_tip,
+    pinned,
+    slice_page,
+    wait_for_view,
+)
 from api.problems import Problem
 from api.requests import principal, read_model
-from api.schemas import CheckpointOut, InclusionOut, LogHeadOut, LogPage
-from api.services import Services
+from api.schemas.ledger import CheckpointOut, InclusionOut, LogHeadOut, LogPage
 
 WHOLE_LOG = "audit.platform"
 

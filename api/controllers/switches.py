@@ -10,12 +10,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
+from api.bootstrap import Services
 from api.problems import Problem
 from api.requests import principal
-from api.schemas import In, Out
-from api.services import Services
-from application.switches import SwitchState
-from domain.switches import BACKOUTS
+from api.schemas.base import In, Out
+from application.ops.switches import SwitchState
+from domain.ops.switches import BACKOUTS
 
 log = structlog.get_logger("conductor.switches")
 

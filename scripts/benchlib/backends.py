@@ -1,5 +1,5 @@
 """Fresh databases for bench_core: SQLite temp files, or databases on one
-throwaway PostgreSQL cluster (adapters.pgcluster.PgCluster) per run.
+throwaway PostgreSQL cluster (adapters.sql.pgcluster.PgCluster) per run.
 
 Plain module for scripts/bench_core (put on sys.path by the script); product
 code never imports it.
@@ -67,7 +67,7 @@ class PostgresBackend:
     name = "postgres"
 
     def __init__(self, root: Path) -> None:
-        from adapters.pgcluster import PgCluster  # noqa: PLC0415
+        from adapters.sql.pgcluster import PgCluster  # noqa: PLC0415
 
         self.dir = root / "pg"
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from adapters.autopilot.shaping_store import shaping_store
 from adapters.ledger.store import open_ledger
-from adapters.shaping import shaping_store
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue

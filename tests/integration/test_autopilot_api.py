@@ -20,8 +20,8 @@ from litestar.testing import TestClient
 
 from adapters.ledger.store import open_ledger
 from api.app import create_app
-from api.jobs import deliver_incidents, flush_meter, purge_usage, run_autopilot
-from domain.usage import Counts
+from api.runtime.jobs import deliver_incidents, flush_meter, purge_usage, run_autopilot
+from domain.autopilot.usage import Counts
 from tests.conftest import bearer
 from tests.integration.sink import SinkServer
 

@@ -15,9 +15,9 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from api.jobs import export_finished, platform_guards, refresh_coverage
-from application.budgets import PLATFORM
-from application.lag_alerts import LagAlerts
+from api.runtime.jobs import export_finished, platform_guards, refresh_coverage
+from application.autopilot.budgets import PLATFORM
+from application.dr.lag_alerts import LagAlerts
 from tests.conftest import bearer
 from tests.integration.test_er_api import wait_job, write_people
 from tests.integration.test_exports import proven

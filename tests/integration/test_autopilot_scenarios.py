@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from adapters.ledger.store import open_ledger
-from api.autopilot_sim import SCENARIOS, START, Timeline, simulate
-from application.budgets import Budgets
-from domain.budget import TenantBudget
+from api.tools.autopilot_sim import SCENARIOS, START, Timeline, simulate
+from application.autopilot.budgets import Budgets
+from domain.autopilot.budget import TenantBudget
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from application.actions import Action
+    from application.autopilot.actions import Action
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +169,7 @@ def test_the_timeline_prints_as_json_and_draws_a_chart(
     burst: Timeline, tmp_path: Path
 ) -> None:
     """What `conductor autopilot simulate --json` prints, and its PNG."""
-    from api.cli_autopilot import write_chart  # noqa: PLC0415
+    from api.cli.autopilot import write_chart  # noqa: PLC0415
 
     document = burst.to_json()
     assert document["scenario"] == "burst"
@@ -186,7 +186,7 @@ def test_the_timeline_prints_as_json_and_draws_a_chart(
 
 
 def test_the_cli_knows_the_three_scenarios() -> None:
-    from api.cli import parser  # noqa: PLC0415
+    from api.cli.main import parser  # noqa: PLC0415
 
     for name in ("burst", "slow-burn", "noisy-neighbour"):
         args = parser().parse_args(

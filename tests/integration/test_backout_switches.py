@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from adapters.proof_check import verify_bundle
+from adapters.audit.proof_check import verify_bundle
 from tests.conftest import bearer
 from tests.integration.server import Server, cli
 from tests.integration.test_exports import (

@@ -21,9 +21,9 @@ from adapters.ledger.chain import GENESIS
 from adapters.ledger.store import open_ledger
 from adapters.ledger.verify import verify_chain
 from api.app import create_app
-from application.datasets import Datasets
-from domain.keys import SigningKeyRing
-from domain.usage import Usage
+from application.catalog.datasets import Datasets
+from domain.autopilot.usage import Usage
+from domain.ledger.keys import SigningKeyRing
 from tests.conftest import bearer, dataset_body, dataset_spec
 
 if TYPE_CHECKING:

@@ -25,15 +25,15 @@ from adapters.dr.roles import promote, rewind_as_standby, switchover
 from adapters.dr.router import DrRouter, ReadOnlyReplicaError, StaleEpochError
 from adapters.dr.site import Site, create_site
 from adapters.ledger.store import open_ledger
-from api.dr_drill import TENANT, DrillOptions, run_drill
 from api.settings import Settings
-from application.drills import Drills
+from api.tools.dr_drill import TENANT, DrillOptions, run_drill
+from application.dr.drills import Drills
 from tests.conftest import REPO_ROOT, SECRET
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from domain.failover import Failover
+    from domain.dr.failover import Failover
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

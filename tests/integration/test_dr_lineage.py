@@ -17,6 +17,7 @@ import pytest
 from eventsourcing.persistence import Mapper
 from litestar.testing import TestClient
 
+from adapters.catalog.lineage_sqlite import open_sqlite_lineage
 from adapters.dr.health import wait_fresh
 from adapters.dr.lineage_follower import follow_lineage, store_path
 from adapters.dr.pair import RegionPair
@@ -24,10 +25,9 @@ from adapters.dr.region_log import open_region_log
 from adapters.dr.roles import promote
 from adapters.dr.site import Site, create_site
 from adapters.ledger.transcoder import CanonicalJSONTranscoder
-from adapters.lineage_sqlite import open_sqlite_lineage
 from api.app import create_app
 from api.settings import Settings
-from application.datasets import Datasets
+from application.catalog.datasets import Datasets
 from projections.lineage import LineageProjection
 from projections.runner import BatchRunner
 from tests.conftest import SECRET, bearer, dataset_spec

@@ -22,7 +22,7 @@ import pytest
 
 from adapters.dr.health import wait_fresh
 from adapters.dr.roles import switchover
-from api.dr_runtime import ledger_label, on_primary_switch
+from api.runtime.dr import ledger_label, on_primary_switch
 from projections.runner import BatchRunner
 from tests.conftest import SECRET, bearer, dataset_body
 from tests.integration.dr_support import TTL_MS, pair_api, pair_site
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from litestar.testing import TestClient
 
     from adapters.dr.site import Site
-    from api.services import Services
+    from api.bootstrap import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -23,7 +23,7 @@ from structlog.testing import capture_logs
 
 import api.app
 from api.auth import SCOPES
-from api.body_limits import MAX_DEPTH, MAX_ITEMS
+from api.middleware.body_limits import MAX_DEPTH, MAX_ITEMS
 from tests.conftest import SECRET, bearer, dataset_body
 from tests.integration.test_bad_input import BAD, Case, assert_problem, snapshot
 

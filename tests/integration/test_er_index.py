@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import structlog
 
-from adapters.er_store import SqlVectorStore
-from adapters.hnsw import HnswIndexes, HnswParams
+from adapters.er.hnsw import HnswIndexes, HnswParams
+from adapters.er.store import SqlVectorStore
 from adapters.ledger.store import open_ledger
 from tests.integration.server import cli
 

@@ -14,11 +14,11 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 
-from adapters.er_files import CsvRecordFiles
-from adapters.er_store import SqlVectorStore
+from adapters.er.files import CsvRecordFiles
+from adapters.er.store import SqlVectorStore
 from adapters.ledger.store import open_ledger
-from api.services import build_services
-from application.er_assist import LEASE_LOST, LEASED_ELSEWHERE, LOST_RUNS, ErAssist
+from api.bootstrap import build_services
+from application.er.assist import LEASE_LOST, LEASED_ELSEWHERE, LOST_RUNS, ErAssist
 from tests.conftest import bearer
 from tests.integration.server import Server, cli
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from api.services import Services
+    from api.bootstrap import Services
     from api.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from litestar.testing import TestClient
 
-from adapters.audit import Replayer, check_chain, read_log
-from adapters.merkle import proof_from_hex, verify_consistency, verify_inclusion
-from adapters.proof_check import verify_bundle
-from adapters.rego import RegoEngine
+from adapters.audit.auditor import Replayer, check_chain, read_log
+from adapters.audit.proof_check import verify_bundle
+from adapters.exports.rego import RegoEngine
+from adapters.ledger.merkle import proof_from_hex, verify_consistency, verify_inclusion
 from api.app import create_app
-from domain.export import PROOF_FILE
+from domain.exports.export import PROOF_FILE
 from tests.conftest import bearer, dataset_body
 from tests.integration.server import cli
 from tests.integration.test_tamper import execute
@@ -585,7 +585,7 @@ def test_a_truncated_checkpoint_is_named(
 
 def _sign_at_one(services: Any) -> Any:
     """A properly signed checkpoint of the first event alone."""
-    from adapters.checkpoints import CHECKPOINT_TYPE, Checkpoint  # noqa: PLC0415
+    from adapters.ledger.checkpoints import CHECKPOINT_TYPE, Checkpoint  # noqa: PLC0415
 
     services.checkpoints.sync()
     root = services.checkpoints._tree.root(1).hex()  # the test's forgery kit
@@ -604,7 +604,7 @@ def _verify_with_checkpoint(
 
     The signer is honest here, so only the checkpoint can be what fails.
     """
-    from domain.export import PROOF_TYPE  # noqa: PLC0415
+    from domain.exports.export import PROOF_TYPE  # noqa: PLC0415
 
     manifest = manifest_of(directory)
     manifest["checkpoint"] = checkpoint
@@ -760,7 +760,7 @@ def test_listing_filters_by_status_and_dataset_and_pages_with_a_cursor(
 def test_ledger_endpoints_serve_proofs_that_check_against_signed_heads(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    """Inclusion and consistency proofs from the API verify with adapters.merkle."""
+    """Inclusion and consistency proofs from the API verify with the Merkle module."""
     dataset_id, _, _ = proven(client, settings)
     headers = bearer("acme", "audit.read")
     first = client.get("/v1/ledger/checkpoints/latest", headers=headers).json()

@@ -12,13 +12,13 @@ from litestar.di import Provide
 from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
-from adapters.incident_store import incident_store
+from adapters.autopilot.incident_store import incident_store
+from adapters.autopilot.webhook import WebhookSink
 from adapters.ledger.store import Ledger, open_ledger
-from adapters.webhook import WebhookSink
 from api.auth import jwt_auth
 from api.controllers.incidents import IncidentController
 from api.problems import problem_plugin
-from application.incidents import Incidents, SinkError
+from application.autopilot.incidents import Incidents, SinkError
 from tests.conftest import SECRET, bearer
 from tests.integration.sink import SinkServer
 
@@ -359,7 +359,8 @@ def test_logs_name_ids_never_bodies(
     # An earlier app's configure_logging caches the module's logger on first
     # use; a fresh one binds inside capture_logs.
     monkeypatch.setattr(
-        "application.incidents.log", structlog.get_logger("conductor.incidents")
+        "application.autopilot.incidents.log",
+        structlog.get_logger("conductor.incidents"),
     )
     app = incidents(ledger, sink, Recorder())
     sink.status = 503

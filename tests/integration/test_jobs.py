@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
-from api.jobs import (
+from api.runtime.jobs import (
     meter_scheduler,
     purge_idempotency_keys,
     refresh_coverage,
@@ -17,7 +17,7 @@ from api.jobs import (
     sign_checkpoint,
 )
 from application.base import IdempotencyKey
-from domain.keys import SigningKeyRing
+from domain.ledger.keys import SigningKeyRing
 from domain.values import DatasetSpec
 from tests.conftest import bearer, dataset_body
 

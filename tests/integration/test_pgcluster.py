@@ -1,4 +1,4 @@
-"""Integration tests for adapters.pgcluster against real PostgreSQL binaries."""
+"""Integration tests for adapters.sql.pgcluster against real PostgreSQL binaries."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from adapters.pgcluster import PgCluster
+from adapters.sql.pgcluster import PgCluster
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -144,7 +144,7 @@ def test_cli_start_is_idempotent_and_stop_removes_dir(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "adapters.pgcluster",
+                "adapters.sql.pgcluster",
                 *args,
                 "--dir",
                 str(directory),

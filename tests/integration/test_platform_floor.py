@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from adapters.proof_check import verify_bundle
-from application.export_gate import default_policy_sources, platform_policy_sources
-from domain.policy import policy_digest
+from adapters.audit.proof_check import verify_bundle
+from application.exports.gate import default_policy_sources, platform_policy_sources
+from domain.exports.policy import policy_digest
 from tests.conftest import bearer
 from tests.integration.server import cli
 from tests.integration.test_exports import (

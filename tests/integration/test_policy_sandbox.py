@@ -16,9 +16,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from adapters.audit import Replayer, read_log
-from adapters.rego import NONDETERMINISTIC, TieredRegoEngine
-from adapters.rego_sandbox import RegoSandbox
+from adapters.audit.auditor import Replayer, read_log
+from adapters.exports.rego import NONDETERMINISTIC, TieredRegoEngine
+from adapters.exports.rego_sandbox import RegoSandbox
 from api.app import create_app
 from tests.conftest import bearer, dataset_body
 from tests.integration.test_exports import COLUMNS, customers_csv, settle
@@ -241,7 +241,7 @@ def replay(client: TestClient[Any], export_id: str) -> Any:
 def read_log_of(ledger: Any) -> list[Any]:
     import io  # noqa: PLC0415
 
-    from adapters.audit import write_log  # noqa: PLC0415
+    from adapters.audit.auditor import write_log  # noqa: PLC0415
 
     buffer = io.StringIO()
     write_log(ledger.entries(after=0, limit=100_000), buffer)
@@ -321,7 +321,7 @@ class TestSandboxPool:
     def test_one_tenant_holds_one_worker_and_others_pass_it(self) -> None:
         """While evil's evaluation runs to its wall-clock limit, acme's
         evaluation is answered (it does not queue behind evil)."""
-        from adapters.rego_sandbox import Limits  # noqa: PLC0415
+        from adapters.exports.rego_sandbox import Limits  # noqa: PLC0415
         from application.ports import PolicyLimitExceededError  # noqa: PLC0415
 
         sandbox = RegoSandbox(workers=2, limits=Limits(cpu_s=5.0, wall_s=1.5))
@@ -359,7 +359,7 @@ class TestSandboxPool:
         smaller one is reused."""
         import time  # noqa: PLC0415
 
-        from adapters.rego_sandbox import Limits  # noqa: PLC0415
+        from adapters.exports.rego_sandbox import Limits  # noqa: PLC0415
 
         limits = Limits(memory_bytes=limit_mb * 1024**2)
         sandbox = RegoSandbox(workers=1, limits=limits)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from adapters.ledger.store import open_ledger
-from api.services import catalog_view
-from application.datasets import Datasets
-from domain.dataset import Dataset
+from api.bootstrap import catalog_view
+from application.catalog.datasets import Datasets
+from domain.catalog.dataset import Dataset
 from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogProjection, CatalogQuery
 from projections.runner import BatchRunner
@@ -219,8 +219,8 @@ def test_the_library_projection_runner_builds_the_same_catalog(
     SQLite) and the batched runner produce identical rows."""
     from eventsourcing.projection import ProjectionRunner  # noqa: PLC0415
 
-    from adapters.catalog_postgres import PostgresCatalogView  # noqa: PLC0415
-    from adapters.catalog_sqlite import SQLiteCatalogView  # noqa: PLC0415
+    from adapters.catalog.postgres import PostgresCatalogView  # noqa: PLC0415
+    from adapters.catalog.sqlite import SQLiteCatalogView  # noqa: PLC0415
     from adapters.ledger.store import eventsourcing_env  # noqa: PLC0415
 
     ledger = open_ledger(database_url)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from adapters.autopilot.shaping_store import shaping_store
 from adapters.ledger.store import open_ledger
-from adapters.shaping import shaping_store
 from tests.conftest import bearer
 from tests.integration.server import Server
 

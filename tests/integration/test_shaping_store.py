@@ -11,18 +11,18 @@ from litestar import Litestar, get, put
 from litestar.params import FromPath  # noqa: TC002 - litestar reads hints at runtime
 from litestar.testing import TestClient
 
-from adapters.ledger.store import open_ledger
-from adapters.shaping import (
+from adapters.autopilot.shaping_store import (
     MemoryShapingStore,
     ShapingRule,
     ShapingStore,
     Throttle,
     shaping_store,
 )
+from adapters.ledger.store import open_ledger
 from api.auth import jwt_auth
+from api.middleware.shaping import ShapingGate, add_throttle_header, shaping_hook
 from api.problems import problem_plugin
 from api.requests import require_json
-from api.shaping import ShapingGate, add_throttle_header, shaping_hook
 from tests.conftest import SECRET, bearer
 from tests.integration.shaping_worker import hammer
 

@@ -24,7 +24,7 @@ from adapters.dr.lineage_follower import follow_lineage
 from api.app import create_app
 from api.auth import TENANT_SCOPES
 from api.settings import Settings
-from domain.dataset import Dataset
+from domain.catalog.dataset import Dataset
 from tests.conftest import bearer, dataset_body
 from tests.integration.dr_support import pair_api, pair_site
 from tests.integration.test_exports import COLUMNS, customers_csv, write_source

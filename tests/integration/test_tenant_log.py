@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from adapters.audit_slice import read_checked
-from adapters.dsse import verify_envelope
-from adapters.merkle import proof_from_hex, verify_inclusion
+from adapters.audit.slice import read_checked
+from adapters.ledger.merkle import proof_from_hex, verify_inclusion
+from adapters.signing.dsse import verify_envelope
 from api.auth import issue_token
 from projections.tenancy import PUBLIC
 from tests.conftest import REPO_ROOT, SECRET, bearer, dataset_body
@@ -170,7 +170,7 @@ def test_a_tenants_audit_token_reads_its_own_slice_and_nothing_of_another(
     gates = [p["digest"] for p in published if p["name"] == "export"]
     assert len(gates) == 2  # the built-in gate acme first bound, and its own
     assert world.acme_digest in gates
-    assert "domain.keys:SigningKeyRing.KeyAdded" in topics
+    assert "domain.ledger.keys:SigningKeyRing.KeyAdded" in topics
     assert all(e["state"].get("tenant", "acme") == "acme" for e in body["entries"])
     assert body["tenant"] == "acme"
     assert_proven(body)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.audit import check_chain, read_log, write_log
+from adapters.audit.auditor import check_chain, read_log, write_log
 from adapters.ledger.chain import GENESIS, row_hash
 from adapters.ledger.transcoder import CanonicalJSONTranscoder
 from application.ports import LogEntry

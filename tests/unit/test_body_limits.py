@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.body_limits import MAX_DEPTH, MAX_ITEMS, check_body
+from api.middleware.body_limits import MAX_DEPTH, MAX_ITEMS, check_body
 from api.problems import Problem
 
 

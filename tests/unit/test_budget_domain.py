@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from domain.budget import BudgetNotSetError, TenantBudget
+from domain.autopilot.budget import BudgetNotSetError, TenantBudget
 from domain.errors import ValidationError
 
 SLO = {"query": {"availability": Decimal("0.999"), "latency_p95_ms": 250}}

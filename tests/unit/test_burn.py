@@ -7,9 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from application.burn import WINDOWS, cost_burn, period_bounds, slo_alerts, slo_burns
-from domain.budget import LATENCY_BOUNDS_MS
-from domain.usage import Counts
+from application.autopilot.burn import (
+    WINDOWS,
+    cost_burn,
+    period_bounds,
+    slo_alerts,
+    slo_burns,
+)
+from domain.autopilot.budget import LATENCY_BOUNDS_MS
+from domain.autopilot.usage import Counts
 
 TARGET = {"availability": Decimal("0.999"), "latency_p95_ms": 250}
 SLO = {"query": TARGET}

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from domain.dataset import Dataset
+from domain.catalog.dataset import Dataset
 from domain.errors import DatasetRetiredError, ValidationError
 from domain.values import Column, DatasetSpec
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import dlp_recognisers as rec
-from adapters.dlp import (
+from adapters.exports.dlp import recognisers as rec
+from adapters.exports.dlp.engine import (
     PRESETS,
     DlpReport,
     ResidualPiiError,

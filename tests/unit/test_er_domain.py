@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import pytest
 
-from domain.er import (
+from domain.er.resolution import (
     EmbeddingJob,
     ErCapExceededError,
     ErJobStateError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters.embedder import (
+from adapters.er.embedder import (
     ALPHABET,
     FEBRL_FIELDS,
     SYMBOLS,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters.embedder import HashingEmbedder
-from adapters.er_files import febrl, labeled
-from adapters.hnsw import HnswParams, HnswSearch
-from application.er_candidates import PairSpace, blocked_pairs
-from application.er_eval import evaluate
-from application.er_rules import DEFAULT_COMPARISONS, Blocking, Gate
+from adapters.er.embedder import HashingEmbedder
+from adapters.er.files import febrl, labeled
+from adapters.er.hnsw import HnswParams, HnswSearch
+from application.er.candidates import PairSpace, blocked_pairs
+from application.er.evaluation import evaluate
+from application.er.rules import DEFAULT_COMPARISONS, Blocking, Gate
 from domain.errors import ValidationError
 
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from adapters.rego import UNDEFINED, RegoEngine
-from application.export_gate import input_digest, platform_policy_sources
-from domain.dataset import Dataset
+from adapters.exports.rego import UNDEFINED, RegoEngine
+from application.exports.gate import input_digest, platform_policy_sources
+from domain.catalog.dataset import Dataset
 from domain.errors import ValidationError
-from domain.export import Export, ExportStateError, export_input
-from domain.policy import Policy, policy_digest
+from domain.exports.export import Export, ExportStateError, export_input
+from domain.exports.policy import Policy, policy_digest
 from domain.values import Column, DatasetSpec
 
 REGIONS = frozenset({"US", "EU", "UK"})

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from domain.dr.failover import Failover, FailoverStepError
 from domain.errors import ValidationError
-from domain.failover import Failover, FailoverStepError
 
 
 def _through_resume(mode: str = "failover") -> Failover:

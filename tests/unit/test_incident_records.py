@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from application.incident_records import (
+from application.autopilot.incident_records import (
     DROPPED,
     OPEN,
     OPENING,

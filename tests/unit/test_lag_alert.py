@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from application.lag_alerts import LagAlarm
-from domain.lag_alert import LagAlert, LagAlertStateError
+from application.dr.lag_alerts import LagAlarm
+from domain.dr.lag_alert import LagAlert, LagAlertStateError
 
 
 def test_fires_only_after_lag_stays_above_the_threshold_for_the_duration() -> None:

@@ -6,8 +6,8 @@ from uuid import uuid4
 
 import pytest
 
+from domain.catalog.lineage import LineageGraph
 from domain.errors import LineageCycleError
-from domain.lineage import LineageGraph
 
 
 def test_add_edges_records_new_edges_only() -> None:

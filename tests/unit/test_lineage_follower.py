@@ -13,10 +13,10 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
+from adapters.catalog.lineage_sqlite import open_sqlite_lineage
 from adapters.dr.lineage_follower import LineageFollower
 from adapters.ledger.store import open_ledger
-from adapters.lineage_sqlite import open_sqlite_lineage
-from application.datasets import Datasets
+from application.catalog.datasets import Datasets
 from tests.conftest import dataset_spec
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from eventsourcing.application import Application
 from eventsourcing.persistence import Tracking
 
-from domain.dataset import Dataset
+from domain.catalog.dataset import Dataset
 from projections.lineage import LineageProjection
 from tests.conftest import dataset_spec
 from tests.fakes import MemoryLineageView

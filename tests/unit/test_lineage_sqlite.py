@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from adapters.lineage_sqlite import SQLiteLineageView, open_sqlite_lineage
+from adapters.catalog.lineage_sqlite import SQLiteLineageView, open_sqlite_lineage
 from projections.lineage import LineageChanges
 from tests.fakes import MemoryLineageView
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import merkle
-from adapters.merkle import (
+from adapters.ledger import merkle
+from adapters.ledger.merkle import (
     EMPTY_ROOT,
     MerkleLog,
     leaf_hash,

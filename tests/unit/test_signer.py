@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.dsse import build_envelope, pae, payload_of, verify_envelope
-from adapters.signer import KeyStore
+from adapters.signing.dsse import build_envelope, pae, payload_of, verify_envelope
+from adapters.signing.keystore import KeyStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPE = "application/vnd.conductor.export-proof+json"
@@ -247,7 +247,7 @@ def test_a_corrupt_key_list_is_an_error_not_a_new_key(tmp_path: Path) -> None:
 CHILD = """
 import sys, time
 from pathlib import Path
-from adapters.signer import KeyStore
+from adapters.signing.keystore import KeyStore
 directory, go = Path(sys.argv[1]), Path(sys.argv[2])
 print("ready", flush=True)
 while not go.exists():
@@ -282,8 +282,8 @@ def test_processes_creating_the_store_at_once_end_with_one_key(tmp_path: Path) -
 
 
 def test_the_verifier_module_imports_only_the_standard_library_and_ecdsa() -> None:
-    """Auditors copy adapters/dsse.py alone and install nothing but ecdsa."""
-    tree = ast.parse((ROOT / "adapters" / "dsse.py").read_text())
+    """Auditors copy adapters/signing/dsse.py alone and install nothing but ecdsa."""
+    tree = ast.parse((ROOT / "adapters" / "signing" / "dsse.py").read_text())
     names = {
         (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
         for node in ast.walk(tree)

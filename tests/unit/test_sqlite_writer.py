@@ -11,7 +11,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, OperationalError
 from eventsourcing.sqlite import SQLiteDatastore
 
-from adapters.sqlite_writer import SQLiteWriter
+from adapters.sql.sqlite_writer import SQLiteWriter
 
 if TYPE_CHECKING:
     from pathlib import Path

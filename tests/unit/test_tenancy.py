@@ -8,13 +8,13 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 from eventsourcing.popo import POPOTrackingRecorder
 
-from domain.dataset import Dataset
-from domain.failover import Failover
-from domain.keys import SigningKeyRing
-from domain.lag_alert import LagAlert
-from domain.policy import PLATFORM_POLICY, Policy, PolicyBinding
-from domain.switches import Switchboard
-from domain.usage import Usage
+from domain.autopilot.usage import Usage
+from domain.catalog.dataset import Dataset
+from domain.dr.failover import Failover
+from domain.dr.lag_alert import LagAlert
+from domain.exports.policy import PLATFORM_POLICY, Policy, PolicyBinding
+from domain.ledger.keys import SigningKeyRing
+from domain.ops.switches import Switchboard
 from projections.tenancy import (
     AGGREGATES,
     PLATFORM,

@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from adapters.shaping import (
+from adapters.autopilot.shaping_store import (
     MemoryShapingStore,
     Throttle,
     refill,
     retry_after,
     throttle,
 )
-from api.shaping import ShapingGate, throttle_header
+from api.middleware.shaping import ShapingGate, throttle_header
 
 
 class CountingStore(MemoryShapingStore):

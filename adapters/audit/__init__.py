@@ -1,0 +1,1 @@
+"""The auditor's tools: log export, tenant slices, offline proof checks."""

@@ -1,0 +1,1 @@
+"""Autopilot stores: usage view, shaping buckets, incident outbox, webhook."""

@@ -1,0 +1,1 @@
+"""The catalog read model on SQLite and PostgreSQL, lineage stores, data files."""

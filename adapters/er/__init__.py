@@ -1,0 +1,1 @@
+"""ER assist: embedder, hnswlib indexes, vector store, record files."""

@@ -1,0 +1,1 @@
+"""Governed exports: Rego engines and sandbox, DLP, the exports view."""

@@ -1,0 +1,1 @@
+"""The streaming DLP transformer (CSV and JSON Lines)."""

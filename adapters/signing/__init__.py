@@ -1,0 +1,1 @@
+"""P-256 signing keys and DSSE envelopes."""

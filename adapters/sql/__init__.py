@@ -1,0 +1,1 @@
+"""SQL plumbing shared by read models, and throwaway PostgreSQL clusters."""

@@ -1,0 +1,1 @@
+"""The `conductor` command, one module per command group."""

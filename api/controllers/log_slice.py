@@ -1,0 +1,133 @@
+"""A tenant's slice of the global log, each entry proven against one checkpoint.
+
+The API's log route and `conductor audit export-log --tenant` read slices the
+same way: the tenancy view says which positions the tenant may see, the log
+gives their events, and the Merkle tree of the whole log proves each of them
+against one signed checkpoint, whose signing key is in the log (and, being
+public, in every slice) before it signs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from api.problems import Problem
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from adapters.ledger.checkpoints import Checkpoint
+    from api.bootstrap import Services
+    from application.ports import LogEntry
+    from projections.tenancy import TenancyView
+
+RUNNER = "tenancy"
+
+
+@dataclass(frozen=True, slots=True)
+class SlicePage:
+    """Entries of a slice, their inclusion proofs, and the checkpoint of both."""
+
+    entries: Sequence[LogEntry]
+    proofs: list[dict[str, Any]]
+    checkpoint: Checkpoint | None
+    next_after: int | None
+
+
+def tenancy_view(services: Services) -> TenancyView:
+    if services.tenancy is None:  # pragma: no cover - build_services wires it
+        msg = "the tenancy view is not wired in this process"
+        raise RuntimeError(msg)
+    return services.tenancy
+
+
+def covering(services: Services, position: int) -> Checkpoint:
+    """The latest checkpoint if it includes ``position``, else a new one."""
+    latest = services.checkpoints.latest()
+    if latest is not None and latest.last_position >= position:
+        return latest
+    # The key goes into the log before it signs, so that a slice (which holds
+    # the public key events) can check its checkpoint with nothing else.
+    services.exports.record_signing_key(services.keys)
+    return services.checkpoints.sign()
+
+
+def pinned(services: Services, size: int) -> Checkpoint:
+    """The stored checkpoint of ``size`` leaves (LookupError if there is none)."""
+    checkpoint = services.checkpoints.at(size)
+    if checkpoint is None:
+        msg = f"no signed checkpoint of size {size}"
+        raise LookupError(msg)
+    return checkpoint
+
+
+def slice_page(
+    services: Services,
+    tenant: str,
+    *,
+    after: int,
+    limit: int,
+    checkpoint: Checkpoint | None = None,
+) -> SlicePage:
+    """Up to ``limit`` entries the tenant may see after ``after``, proven.
+
+    Without ``checkpoint`` the page is proven against one covering its last
+    entry; with one, it stops at that checkpoint's last position.
+    """
+    until = services.runners[RUNNER].position()
+    if checkpoint is not None:
+        until = min(until, checkpoint.last_position)
+    view = tenancy_view(services)
+    positions = view.slice(tenant, after=after, until=until, limit=limit)
+    if checkpoint is None:
+        checkpoint = _covering_page(services, positions)
+        if checkpoint is not None and checkpoint.last_position > until:
+            # Signed just now, maybe after recording its key: a short page
+            # takes the public key events too, so that it verifies alone.
+            wait_for_view(services, checkpoint.last_position)
+            positions = view.slice(
+                tenant, after=after, until=checkpoint.last_position, limit=limit
+            )
+    entries = services.ledger.entries_at(positions)
+    proofs = (
+        services.checkpoints.inclusions([e.position for e in entries], checkpoint.size)
+        if entries and checkpoint is not None
+        else []
+    )
+    next_after = positions[-1] if len(positions) == limit else None
+    return SlicePage(entries, proofs, checkpoint, next_after)
+
+
+def _covering_page(services: Services, positions: Sequence[int]) -> Checkpoint | None:
+    """A checkpoint for a page: one covering its last entry, else the latest."""
+    if positions:
+        return covering(services, positions[-1])
+    return services.checkpoints.latest()
+
+
+def wait_for_view(services: Services, position: int) -> None:
+    """Wait (up to the read-your-writes budget) until the view has ``position``.
+
+    A 503 ``projection-lagging`` problem if it does not, as x-ig-min-position
+    answers: a slice must never silently miss the tenant's committed events.
+    """
+    runner = services.runners[RUNNER]
+    if runner.wait(position, services.settings.min_position_wait_s):
+        return
+    status = runner.status()
+    raise Problem(
+        503,
+        f"the {runner.name} view is at position {status.position}, "
+        f"behind the log's {position}",
+        kind="projection-lagging",
+        title="The read model has not caught up yet",
+        headers={"Retry-After": "1"},
+        position=status.position,
+        minPosition=position,
+    )
+
+
+def log_tip(services: Services) -> int:
+    """The log's last position (cheaper than its head, which counts events)."""
+    return services.ledger.recorder.max_notification_id() or 0

@@ -1,0 +1,1 @@
+"""Per-request edge checks: body limits and traffic shaping."""

@@ -1,0 +1,1 @@
+"""What runs in the background of a serving process: workers, jobs, DR."""

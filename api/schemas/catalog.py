@@ -1,0 +1,131 @@
+"""Catalog bodies: datasets, their history, lineage and coverage."""
+
+from __future__ import annotations
+
+from datetime import datetime  # noqa: TC003 - msgspec resolves at runtime
+from uuid import UUID  # noqa: TC003 - msgspec resolves at runtime
+
+import msgspec
+
+from api.schemas.base import In, Out
+from api.schemas.ledger import LogEntryOut  # noqa: TC001 - msgspec resolves at runtime
+
+
+class ColumnIn(In):
+    name: str
+    classification: str
+
+
+class DatasetCreate(In):
+    name: str
+    license: str
+    purposes: list[str]
+    retention: str
+    region: str
+    contract_version: str
+    description: str = ""
+    contract_status: str = "active"
+    tags: list[str] = msgspec.field(default_factory=list)
+    owner: str = ""
+    location: str = ""
+    columns: list[ColumnIn] = msgspec.field(default_factory=list)
+    upstream: list[UUID] = msgspec.field(default_factory=list)
+
+
+class DatasetUpdate(In):
+    """A partial update: only the fields present change."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    license: str | msgspec.UnsetType = msgspec.UNSET
+    purposes: list[str] | msgspec.UnsetType = msgspec.UNSET
+    retention: str | msgspec.UnsetType = msgspec.UNSET
+    region: str | msgspec.UnsetType = msgspec.UNSET
+    contract_version: str | msgspec.UnsetType = msgspec.UNSET
+    contract_status: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    tags: list[str] | msgspec.UnsetType = msgspec.UNSET
+    owner: str | msgspec.UnsetType = msgspec.UNSET
+    location: str | msgspec.UnsetType = msgspec.UNSET
+    columns: list[ColumnIn] | msgspec.UnsetType = msgspec.UNSET
+
+
+class LineageLink(In):
+    upstream: list[UUID]
+
+
+class ColumnOut(Out, frozen=True):
+    name: str
+    classification: str
+
+
+class DatasetOut(Out, frozen=True):
+    id: UUID
+    tenant: str
+    name: str
+    description: str
+    license: str
+    purposes: list[str]
+    retention: str
+    region: str
+    contract_version: str
+    contract_status: str
+    tags: list[str]
+    owner: str
+    location: str
+    columns: list[ColumnOut]
+    upstream: list[UUID]
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime | None = None
+    position: int | None = None
+
+
+class DatasetPage(Out, frozen=True):
+    items: list[DatasetOut]
+    total: int
+    facets: dict[str, dict[str, int]]
+    next: str | None
+    """Opaque cursor for the next page (pass as ?after=)."""
+
+
+class HistoryOut(Out, frozen=True):
+    id: UUID
+    entries: list[LogEntryOut]
+
+
+class LineageNodeOut(Out, frozen=True):
+    id: UUID
+    name: str
+    status: str
+    depth: int
+
+
+class LineageEdgeOut(Out, frozen=True):
+    downstream: UUID
+    upstream: UUID
+
+
+class LineageOut(Out, frozen=True):
+    root: UUID
+    direction: str
+    depth: int
+    nodes: list[LineageNodeOut]
+    edges: list[LineageEdgeOut]
+
+
+class CoverageOut(Out, frozen=True):
+    tenant: str
+    coverage: float
+    """Share of data files under the tenant's data root that a dataset registers."""
+    files_found: int
+    files_registered: int
+    unregistered: list[str]
+    active_datasets: int
+    retired_datasets: int
+    classified_share: float
+    """Share of active datasets that declare classified columns."""
+    contract_share: float
+    """Share of active datasets whose contract is active."""
+    missing_locations: list[str]
+    """Registered locations with no file behind them."""

@@ -1,0 +1,111 @@
+"""Export bodies: policies, export requests, decisions, reviews, deliveries."""
+
+from __future__ import annotations
+
+from uuid import UUID  # noqa: TC003 - msgspec resolves at runtime
+
+from api.schemas.base import In, Out
+
+
+class PolicyModuleIn(In):
+    name: str
+    source: str
+
+
+class PolicyCreate(In):
+    name: str
+    modules: list[PolicyModuleIn]
+
+
+class PolicyModuleOut(Out, frozen=True):
+    name: str
+    source: str
+
+
+class PolicyOut(Out, frozen=True):
+    digest: str
+    name: str
+    engine: str
+    modules: list[PolicyModuleOut]
+    position: int | None = None
+
+
+class PolicyPublished(Out, frozen=True):
+    digest: str
+    position: int | None
+
+
+class ExportCreate(In):
+    dataset_id: UUID
+    preset: str
+    purpose: str
+    destination_region: str
+
+
+class DeniedByOut(Out, frozen=True):
+    """Which policy gave which reasons (the decision's reasons are their union)."""
+
+    platform: list[str]
+    tenant: list[str]
+
+
+class ReviewOut(Out, frozen=True):
+    approved: bool
+    reviewer: str
+    reason: str
+
+
+class DecisionOut(Out, frozen=True):
+    allow: bool
+    reasons: list[str]
+    policy_digest: str
+    input_digest: str
+    platform_policy_digest: str | None = None
+    """The platform floor that judged first (None on decisions made before it)."""
+    denied_by: DeniedByOut | None = None
+    limit: str | None = None
+    """The evaluation limit the tenant's policy hit, when it denied for that."""
+    review: ReviewOut | None = None
+
+
+class ReviewCreate(In):
+    approve: bool
+    reason: str
+
+
+class DeliveryOut(Out, frozen=True):
+    file: str
+    content_sha256: str
+    bytes: int
+    rows: int
+
+
+class ProgressOut(Out, frozen=True):
+    rows: int
+    bytes: int
+
+
+class ExportOut(Out, frozen=True):
+    id: UUID
+    dataset_id: UUID
+    dataset_version: int
+    status: str
+    preset: str
+    purpose: str
+    destination_region: str
+    requester: str
+    decision: DecisionOut | None
+    delivery: DeliveryOut | None = None
+    progress: ProgressOut | None = None
+    failure: str | None = None
+    """stage:reason of a failed export."""
+    failure_detail: str | None = None
+    """What the failing stage reported (column names, counts; never values)."""
+    proof: str | None = None
+    """Where the signed proof bundle is, once issued."""
+    position: int | None = None
+
+
+class ExportPage(Out, frozen=True):
+    items: list[ExportOut]
+    next: str | None

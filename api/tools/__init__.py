@@ -1,0 +1,1 @@
+"""Long-running entry points: the DR drill, its load, the autopilot simulator."""

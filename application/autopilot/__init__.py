@@ -1,0 +1,1 @@
+"""The cost/SLO autopilot: budgets, metering, burn, guards, shaping, incidents."""

@@ -1,0 +1,1 @@
+"""Catalog use cases: the dataset registry."""

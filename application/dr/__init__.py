@@ -1,0 +1,1 @@
+"""DR use cases: drills and the replica-lag alert."""

@@ -1,0 +1,1 @@
+"""Entity resolution assist: inputs, rules, candidates, evaluation."""

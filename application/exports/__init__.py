@@ -1,0 +1,1 @@
+"""Governed exports: the gate, its policies, the pipeline."""

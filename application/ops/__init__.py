@@ -1,0 +1,1 @@
+"""Operations: the backout switches."""

@@ -1,0 +1,1 @@
+"""Cost and SLO autopilot: tenant budgets and metered usage."""

@@ -1,0 +1,1 @@
+"""The catalog: datasets in the registry and their lineage graph."""

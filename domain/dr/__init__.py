@@ -1,0 +1,1 @@
+"""Disaster recovery: failover drills and the replica-lag alert."""

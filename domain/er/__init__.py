@@ -1,0 +1,1 @@
+"""Entity resolution: resolutions, merge decisions, embedding jobs."""

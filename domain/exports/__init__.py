@@ -1,0 +1,1 @@
+"""Governed exports: the Export aggregate and policies as events."""

@@ -1,0 +1,1 @@
+"""The log itself: the signing keys auditors take from it."""
