@@ -1,4 +1,4 @@
-"""The composition root: create_app(settings) wires everything into a Litestar app."""
+"""The Litestar app over the wired capabilities (api.bootstrap builds them)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 from litestar import Litestar
-from litestar.di import Provide
 from litestar.exceptions import InternalServerException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -16,7 +15,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 
 from adapters.dr.router import RegionError
 from api.auth import jwt_auth
-from api.bootstrap import Services, build_services
+from api.bootstrap import Conductor, build_conductor
 from api.controllers.budget import BudgetController
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
@@ -93,12 +92,12 @@ def create_app_from_env() -> Litestar:
 
 
 def create_app(
-    settings: Settings | None = None, *, services: Services | None = None
+    settings: Settings | None = None, *, conductor: Conductor | None = None
 ) -> Litestar:
-    """Build the API over a fresh (or given) service graph."""
+    """Build the API over freshly wired (or given) capabilities."""
     settings = settings or get_settings()
     configure_logging(settings)
-    wired = services or build_services(settings)
+    wired = conductor or build_conductor(settings)
     auth = jwt_auth(settings.resolved_jwt_secret())
     app = Litestar(
         route_handlers=[
@@ -119,12 +118,12 @@ def create_app(
             readyz,
             metrics,
         ],
-        dependencies={"services": Provide(lambda: wired, sync_to_thread=False)},
+        dependencies=wired.providers(),
         on_app_init=[auth.on_app_init],
         plugins=[problem_plugin()],
         request_max_body_size=settings.max_body_bytes,
         after_exception=[log_unexpected],
-        before_request=shaping_hook(lambda: wired.shaping, then=require_json),
+        before_request=shaping_hook(lambda: wired.autopilot.shaping, then=require_json),
         before_send=[add_throttle_header],
         on_startup=[_handler_threads(settings.threads), wired.start],
         on_shutdown=[wired.close],
@@ -139,8 +138,10 @@ def create_app(
         ),
         debug=False,
     )
-    app.state.services = wired  # for the CLI's in-process tools and the tests
+    app.state.conductor = wired  # for the CLI's in-process tools and the tests
     # Outermost, so that 401s from the auth middleware and unmatched routes
     # get their log line and latency sample too.
-    app.asgi_handler = request_logging(wired.metrics, wired.meter)(app.asgi_handler)
+    app.asgi_handler = request_logging(wired.core.metrics, wired.autopilot.meter)(
+        app.asgi_handler
+    )
     return app

@@ -17,7 +17,7 @@ from api.schemas.base import CommandAccepted
 from application.base import IdempotencyKey
 
 if TYPE_CHECKING:
-    from api.bootstrap import Services
+    from api.bootstrap import CatalogBundle
     from application.base import CommandResult
     from projections.runner import BatchRunner
 
@@ -132,12 +132,12 @@ def idempotency(request: Request[Any, Any, Any], body: Any) -> IdempotencyKey | 
 
 
 def command_response(
-    services: Services, result: CommandResult, *, status: int = 200
+    catalog: CatalogBundle, result: CommandResult, *, status: int = 200
 ) -> Response[CommandAccepted]:
     """The reply to a command: ids, version, position, ETag; replays say so."""
     position = result.position
     if position is None:
-        position = services.datasets.last_position(result.id)
+        position = catalog.registry.last_position(result.id)
     headers = {"ETag": f'"{result.version}"'}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"

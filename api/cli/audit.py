@@ -22,12 +22,12 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
     store = KeyStore(settings.var_path / "keys")
     if args.action == "rotate":
-        from api.bootstrap import build_services  # noqa: PLC0415
+        from api.bootstrap import build_conductor  # noqa: PLC0415
 
         key_id = store.rotate()
-        services = build_services(settings)
+        services = build_conductor(settings)
         try:
-            services.exports.record_signing_key(store)  # the log carries every key
+            services.exports.app.record_signing_key(store)  # the log carries every key
         finally:
             services.close()
         print(f"new active key {key_id} (recorded in the log; old keys still verify)")
@@ -250,13 +250,13 @@ def _replay_each(
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     """Request a governed export and run it here, with a progress line."""
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
     from domain.errors import DomainError  # noqa: PLC0415
 
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         try:
-            decision = services.exports.request_export(
+            decision = services.exports.app.request_export(
                 tenant=args.tenant,
                 dataset_id=UUID(args.dataset),
                 preset=args.preset,
@@ -282,12 +282,12 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 1
         progress = Progress("exported rows")
-        status = services.worker.pipeline.run(
+        status = services.exports.worker.pipeline.run(
             decision.export_id, lambda rows, _size: progress.update(rows)
         )
-        export = services.exports.load_export(decision.export_id)
+        export = services.exports.app.load_export(decision.export_id)
         progress.finish(export.rows)
-        where = services.worker.pipeline.directory(decision.export_id)
+        where = services.exports.worker.pipeline.directory(decision.export_id)
         if status != "proven":
             print(f"export {decision.export_id} {status}: {export.failure}")
             return 1

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import httpx
 
     from adapters.ledger.checkpoints import Checkpoint
-    from api.bootstrap import Services
+    from api.bootstrap import Conductor
     from api.settings import Settings
     from application.ports import LogEntry
 
@@ -58,16 +58,16 @@ def export_slice(settings: Settings, args: argparse.Namespace) -> int:
 
 def _local(settings: Settings, tenant: str, out: Path) -> int:
     from adapters.audit.slice import write_slice  # noqa: PLC0415
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
     from api.controllers.log_slice import covering, log_tip  # noqa: PLC0415
     from api.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings)  # log lines to stderr, not into the output
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
-        checkpoint = covering(services, log_tip(services))
+        checkpoint = covering(services.core, services.exports, log_tip(services.core))
         # After signing: the key events it may add must be in the view too.
-        services.runners["tenancy"].catch_up()
+        services.core.runners["tenancy"].catch_up()
 
         with out.open("w", encoding="utf-8") as handle:
             written = write_slice(
@@ -82,14 +82,19 @@ def _local(settings: Settings, tenant: str, out: Path) -> int:
 
 
 def _local_records(
-    services: Services, tenant: str, checkpoint: Checkpoint
+    services: Conductor, tenant: str, checkpoint: Checkpoint
 ) -> Iterator[Record]:
     from api.controllers.log_slice import slice_page  # noqa: PLC0415
 
     after: int | None = 0
     while after is not None:
         page = slice_page(
-            services, tenant, after=after, limit=PAGE, checkpoint=checkpoint
+            services.core,
+            services.exports,
+            tenant,
+            after=after,
+            limit=PAGE,
+            checkpoint=checkpoint,
         )
         yield from zip(page.entries, page.proofs, strict=True)
         after = page.next_after

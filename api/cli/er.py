@@ -83,7 +83,7 @@ def _print(report: EvalReport, header: str) -> None:
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.er.embedder import HashingEmbedder  # noqa: PLC0415
     from adapters.er.hnsw import HnswSearch  # noqa: PLC0415
-    from adapters.exports.secrets import FileSecrets  # noqa: PLC0415
+    from adapters.signing.secrets import FileSecrets  # noqa: PLC0415
     from api.runtime.er import hnsw_params, record_eval  # noqa: PLC0415
     from application.er.evaluation import evaluate  # noqa: PLC0415
     from application.er.rules import Blocking, Gate  # noqa: PLC0415
@@ -135,9 +135,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
 
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         assert services.er is not None
         started = time.perf_counter()
@@ -154,11 +154,11 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_embed(settings: Settings, args: argparse.Namespace) -> int:
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
     from domain.er.resolution import ErCapExceededError  # noqa: PLC0415
     from domain.errors import ValidationError  # noqa: PLC0415
 
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         assert services.er is not None
         try:
@@ -200,9 +200,9 @@ def _run_job(app: ErAssist, job_id: UUID, records: int) -> str:
 def cmd_run_due(settings: Settings, args: argparse.Namespace) -> int:
     """Run the due jobs here, one by one (and resume any whose run was lost)."""
     del args
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
 
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         assert services.er is not None
         app = services.er.app

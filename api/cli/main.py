@@ -43,7 +43,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only the server needs it
 
     from api.app import create_app  # noqa: PLC0415
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
     from api.runtime.dr import ledger_label  # noqa: PLC0415
 
     host = args.host or settings.host
@@ -73,7 +73,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     # Several API processes share the load; one process keeps the projections.
     # Create the schema here first: concurrent CREATE TABLE IF NOT EXISTS from
     # several processes can collide in PostgreSQL's catalog.
-    build_services(settings).close()
+    build_conductor(settings).close()
     projector = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "project"], env=dict(os.environ)
     )
@@ -96,12 +96,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_project(settings: Settings, _: argparse.Namespace) -> int:
     """Keep every projection caught up until SIGTERM/SIGINT (no HTTP)."""
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
     from api.logging import configure_logging  # noqa: PLC0415
 
     configure_logging(settings)
     # Commits happen in other processes, so nothing wakes the runners: poll.
-    services = build_services(
+    services = build_conductor(
         msgspec.structs.replace(
             settings, projections=True, projection_poll_s=settings.projector_poll_s
         )
@@ -183,24 +183,24 @@ def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
-    from api.bootstrap import build_services  # noqa: PLC0415
+    from api.bootstrap import build_conductor  # noqa: PLC0415
 
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         if args.action == "status":
             print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag':>8}  error")
-            for each in services.runners.values():
+            for each in services.core.runners.values():
                 s = each.status()
                 print(
                     f"{s.name:<12} {s.position:>10} {s.head:>10} {s.lag:>8}  {s.error}"
                 )
             return 0
-        runner = services.runners.get(args.name)
+        runner = services.core.runners.get(args.name)
         if runner is None:
-            names = ", ".join(sorted(services.runners))
+            names = ", ".join(sorted(services.core.runners))
             print(f"unknown projection {args.name!r}; known: {names}", file=sys.stderr)
             return 2
-        head = services.ledger.recorder.max_notification_id() or 0
+        head = services.core.ledger.recorder.max_notification_id() or 0
         runner.projection.view.reset()
         progress = Progress(f"rebuilding {runner.name}", head)
         read = runner.catch_up(progress=lambda done, _pos: progress.update(done))

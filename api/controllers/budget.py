@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import AutopilotBundle
 from api.problems import Problem
 from api.requests import principal
 from application.autopilot.tenant_burn import measure
@@ -84,10 +84,10 @@ def _own(request: Request[Any, Any, Any], tenant: str) -> str:
     return tenant
 
 
-def _budgets(services: Services) -> Any:
-    if services.budgets is None:
+def _budgets(autopilot: AutopilotBundle) -> Any:
+    if autopilot.budgets is None:
         raise Problem(503, "budgets are not available in this process")
-    return services.budgets
+    return autopilot.budgets
 
 
 class BudgetController(Controller):
@@ -105,11 +105,11 @@ class BudgetController(Controller):
         request: Request[Any, Any, Any],
         tenant: Tenant,
         data: JSONBody[BudgetIn],
-        services: NamedDependency[Services],
+        autopilot: NamedDependency[AutopilotBundle],
     ) -> Response[dict[str, Any]]:
         """Set the period, cost cap and SLO targets (201 first time, then 200)."""
         _own(request, tenant)
-        budgets = _budgets(services)
+        budgets = _budgets(autopilot)
         slo = {
             rc: {
                 "availability": dec(t.availability, 6),
@@ -142,11 +142,11 @@ class BudgetController(Controller):
         self,
         request: Request[Any, Any, Any],
         tenant: Tenant,
-        services: NamedDependency[Services],
+        autopilot: NamedDependency[AutopilotBundle],
     ) -> dict[str, Any]:
         """The budget and the autopilot's standing decisions (cap, shaping, guards)."""
         _own(request, tenant)
-        budget = _budgets(services).budget(tenant)
+        budget = _budgets(autopilot).budget(tenant)
         if budget is None or not budget.period:
             raise Problem(404, f"tenant {tenant} has no budget")
         return _budget_json(budget)
@@ -161,16 +161,16 @@ class BudgetController(Controller):
         self,
         request: Request[Any, Any, Any],
         tenant: Tenant,
-        services: NamedDependency[Services],
+        autopilot: NamedDependency[AutopilotBundle],
     ) -> dict[str, Any]:
         """Cost burn and SLO error-budget burn over 5 m, 30 m, 1 h, 6 h and 3 d."""
         _own(request, tenant)
-        if services.usage is None:
+        if autopilot.usage is None:
             raise Problem(503, "the usage read model is not available")
-        row = services.usage.load_budgets([budget_id(tenant)]).get(budget_id(tenant))
+        row = autopilot.usage.load_budgets([budget_id(tenant)]).get(budget_id(tenant))
         if row is None or not row.period:
             raise Problem(404, f"tenant {tenant} has no budget")
-        burn = measure(services.usage, row, time.time())
+        burn = measure(autopilot.usage, row, time.time())
         evidence = burn.evidence()
         return {
             "tenant": tenant,

@@ -8,7 +8,7 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import CatalogBundle, Core, DrBundle
 from api.requests import principal, read_model
 from api.schemas.catalog import CoverageOut
 from projections.coverage import CatalogQueries
@@ -25,7 +25,11 @@ class CatalogController(Controller):
         sync_to_thread=True,
     )
     def catalog_coverage(
-        self, request: Request[Any, Any, Any], services: NamedDependency[Services]
+        self,
+        request: Request[Any, Any, Any],
+        core: NamedDependency[Core],
+        catalog: NamedDependency[CatalogBundle],
+        dr: NamedDependency[DrBundle],
     ) -> Response[CoverageOut]:
         """Registered data files over files found; classified and contract shares.
 
@@ -33,14 +37,14 @@ class CatalogController(Controller):
         answer (the data files are this host's, whichever region answers).
         """
         tenant = principal(request).tenant
-        files = services.queries.files
-        dr = services.dr
+        files = catalog.queries.files
+        pair = dr.runtime
         route = (
-            dr.route_catalog(
+            pair.route_catalog(
                 request.headers,
                 lambda view: CatalogQueries(view, files).coverage(tenant),
             )
-            if dr is not None
+            if pair is not None
             else None
         )
         if route is not None and route.read is not None:
@@ -48,12 +52,12 @@ class CatalogController(Controller):
         else:
             headers = read_model(
                 request,
-                services.runners["catalog"],
-                services.settings.min_position_wait_s,
+                core.runners["catalog"],
+                core.settings.min_position_wait_s,
             )
             headers.update(route.headers if route is not None else {})
-            cov = services.queries.coverage(tenant)
-        services.metrics.catalog_coverage.labels(tenant).set(cov.ratio)
+            cov = catalog.queries.coverage(tenant)
+        core.metrics.catalog_coverage.labels(tenant).set(cov.ratio)
         body = CoverageOut(
             tenant=tenant,
             coverage=round(cov.ratio, 6),

@@ -17,7 +17,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import CatalogBundle, Core, DrBundle
+from api.paging import After, ceiling, next_link
 from api.problems import Problem
 from api.requests import (
     command_response,
@@ -40,7 +41,7 @@ from api.schemas.catalog import (
     LineageNodeOut,
     LineageOut,
 )
-from api.schemas.ledger import LogEntryOut
+from api.schemas.ledger import entry_out
 from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogQuery
 
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from application.catalog.datasets import Datasets
-    from application.ports import LogEntry
     from domain.catalog.dataset import Dataset
     from projections.catalog import CatalogRow, CatalogView, LineageGraphView
     from projections.lineage import LineageView
@@ -59,17 +59,18 @@ T = TypeVar("T")
 
 def from_region(
     request: Request[Any, Any, Any],
-    services: Services,
+    catalog: CatalogBundle,
+    dr: DrBundle,
     work: Callable[[Datasets], T],
 ) -> tuple[T, dict[str, str]]:
     """work on the registry of the region x-ig-read-from picks on a DR pair
     (its copy of the log; headers name the region, position and staleness),
     else on the primary's."""
-    dr = services.dr
-    route = dr.route_datasets(request.headers, work) if dr is not None else None
+    pair = dr.runtime
+    route = pair.route_datasets(request.headers, work) if pair is not None else None
     if route is not None and route.read is not None:
         return route.read.value, dict(route.headers)
-    return work(services.datasets), dict(route.headers) if route is not None else {}
+    return work(catalog.registry), dict(route.headers) if route is not None else {}
 
 
 def _columns(columns: list[ColumnIn]) -> tuple[Column, ...]:
@@ -159,18 +160,6 @@ def row_out(row: CatalogRow) -> DatasetOut:
     )
 
 
-def entry_out(entry: LogEntry) -> LogEntryOut:
-    return LogEntryOut(
-        position=entry.position,
-        originator_id=entry.originator_id,
-        version=entry.version,
-        topic=entry.topic,
-        state=msgspec.json.decode(entry.state),
-        prev_hash=entry.prev_hash,
-        hash=entry.hash,
-    )
-
-
 def _query_hash(query: CatalogQuery) -> str:
     key = json.dumps(
         [query.q, query.license, query.purpose, query.region, query.tag, query.status]
@@ -220,7 +209,9 @@ def _valid_score(value: object) -> bool:
     return type(value) in {int, float} and math.isfinite(value)  # type: ignore[arg-type]
 
 
-Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)]
+Limit = Annotated[
+    int, QueryParameter(ge=1, le=MAX_LIMIT, description=ceiling(20, MAX_LIMIT))
+]
 Depth = Annotated[int, QueryParameter(ge=1, le=20)]
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 
@@ -242,16 +233,16 @@ class DatasetController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[DatasetCreate],
-        services: NamedDependency[Services],
+        catalog: NamedDependency[CatalogBundle],
     ) -> Response[CommandAccepted]:
         """Register a dataset; the identical registration again is a 200 no-op."""
-        result = services.datasets.register_dataset(
+        result = catalog.registry.register_dataset(
             tenant=principal(request).tenant,
             spec=spec_from(data),
             upstream=data.upstream,
             idempotency=idempotency(request, data),
         )
-        return command_response(services, result)
+        return command_response(catalog, result)
 
     @get(
         "/{dataset_id:uuid}",
@@ -263,7 +254,8 @@ class DatasetController(Controller):
         self,
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        catalog: NamedDependency[CatalogBundle],
+        dr: NamedDependency[DrBundle],
     ) -> Response[DatasetOut]:
         """The dataset as the write model holds it, with its version as ETag.
 
@@ -273,7 +265,8 @@ class DatasetController(Controller):
         tenant = principal(request).tenant
         dataset, headers = from_region(
             request,
-            services,
+            catalog,
+            dr,
             lambda registry: registry.get_dataset(tenant=tenant, dataset_id=dataset_id),
         )
         headers["ETag"] = f'"{dataset.version}"'
@@ -290,19 +283,19 @@ class DatasetController(Controller):
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
         data: JSONBody[DatasetUpdate],
-        services: NamedDependency[Services],
+        catalog: NamedDependency[CatalogBundle],
     ) -> Response[CommandAccepted]:
         """Change some fields; needs If-Match with the version you read."""
         version = expected_version(request, required=True)
         assert version is not None
-        result = services.datasets.amend_dataset(
+        result = catalog.registry.amend_dataset(
             tenant=principal(request).tenant,
             dataset_id=dataset_id,
             changes=changes_from(data),
             expected_version=version,
             idempotency=idempotency(request, data),
         )
-        return command_response(services, result)
+        return command_response(catalog, result)
 
     @post(
         "/{dataset_id:uuid}/lineage",
@@ -316,16 +309,16 @@ class DatasetController(Controller):
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
         data: JSONBody[LineageLink],
-        services: NamedDependency[Services],
+        catalog: NamedDependency[CatalogBundle],
     ) -> Response[CommandAccepted]:
         """Add upstream datasets; a cycle is refused (409 naming it)."""
-        result = services.datasets.link_lineage(
+        result = catalog.registry.link_lineage(
             tenant=principal(request).tenant,
             dataset_id=dataset_id,
             upstream=data.upstream,
             idempotency=idempotency(request, data),
         )
-        return command_response(services, result)
+        return command_response(catalog, result)
 
     @delete(
         "/{dataset_id:uuid}",
@@ -338,11 +331,11 @@ class DatasetController(Controller):
         self,
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        catalog: NamedDependency[CatalogBundle],
         reason: Text = None,
     ) -> Response[CommandAccepted]:
         """Retire the dataset (an event; its history stays)."""
-        result = services.datasets.retire_dataset(
+        result = catalog.registry.retire_dataset(
             tenant=principal(request).tenant,
             dataset_id=dataset_id,
             reason=reason or "",
@@ -351,7 +344,7 @@ class DatasetController(Controller):
                 request, {"retire": str(dataset_id), "reason": reason or ""}
             ),
         )
-        return command_response(services, result)
+        return command_response(catalog, result)
 
     @get(
         "/{dataset_id:uuid}/history",
@@ -363,14 +356,16 @@ class DatasetController(Controller):
         self,
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        catalog: NamedDependency[CatalogBundle],
+        dr: NamedDependency[DrBundle],
     ) -> Response[HistoryOut]:
         """Every event of the dataset with its position and chain hashes (from
         a DR region's copy of the log if x-ig-read-from picks one)."""
         tenant = principal(request).tenant
         entries, headers = from_region(
             request,
-            services,
+            catalog,
+            dr,
             lambda registry: registry.dataset_history(
                 tenant=tenant, dataset_id=dataset_id
             ),
@@ -389,14 +384,16 @@ class DatasetController(Controller):
     def search_datasets(
         self,
         request: Request[Any, Any, Any],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        catalog: NamedDependency[CatalogBundle],
+        dr: NamedDependency[DrBundle],
         q: Text = None,
         license: Text = None,  # noqa: A002
         purpose: Text = None,
         region: Text = None,
         tag: Text = None,
         status: FromQuery[Literal["active", "retired", "any"]] = "active",
-        after: Annotated[str | None, QueryParameter(max_length=512)] = None,
+        after: After = None,
         limit: Limit = 20,
     ) -> Response[DatasetPage]:
         """Full-text search with facet counts, filters and a keyset cursor."""
@@ -413,14 +410,16 @@ class DatasetController(Controller):
         if after:
             query = dataclasses.replace(query, after=decode_cursor(query, after))
         # x-ig-read-from on a DR pair: a standby's replicated catalog may answer.
-        dr = services.dr
-        route = dr.search_catalog(request.headers, query) if dr is not None else None
+        pair = dr.runtime
+        route = (
+            pair.search_catalog(request.headers, query) if pair is not None else None
+        )
         if route is not None and route.read is not None:
             page, headers = route.read.value, {**route.headers, "x-ig-cache": "miss"}
         else:
-            runner = services.runners["catalog"]
-            headers = read_model(request, runner, services.settings.min_position_wait_s)
-            page, cached = services.search.search(query, int(headers["x-ig-position"]))
+            runner = core.runners["catalog"]
+            headers = read_model(request, runner, core.settings.min_position_wait_s)
+            page, cached = catalog.search.search(query, int(headers["x-ig-position"]))
             headers["x-ig-cache"] = "hit" if cached else "miss"
             headers.update(route.headers if route is not None else {})
         body = DatasetPage(
@@ -429,7 +428,7 @@ class DatasetController(Controller):
             facets=page.facets,
             next=encode_cursor(query, page.next_after) if page.next_after else None,
         )
-        return Response(body, headers=headers)
+        return Response(body, headers={**headers, **next_link(request, body.next)})
 
     @get(
         "/{dataset_id:uuid}/lineage",
@@ -441,7 +440,9 @@ class DatasetController(Controller):
         self,
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        catalog: NamedDependency[CatalogBundle],
+        dr: NamedDependency[DrBundle],
         direction: FromQuery[Literal["up", "down"]] = "up",
         depth: Depth = 3,
     ) -> Response[LineageOut]:
@@ -451,7 +452,7 @@ class DatasetController(Controller):
         catalog's SQL lineage tables (a DR standby's copy of them if
         x-ig-read-from picks one).
         """
-        graph_store = services.lineage
+        graph_store = catalog.lineage
         tenant = principal(request).tenant
 
         def walk(
@@ -461,19 +462,19 @@ class DatasetController(Controller):
                 return None
             return (graph or catalog).lineage(tenant, dataset_id, direction, depth)
 
-        dr = services.dr
+        pair = dr.runtime
         route = (
-            dr.route_catalog(request.headers, walk)
-            if dr is not None and graph_store is None  # a graph store is not paired
+            pair.route_catalog(request.headers, walk)
+            if pair is not None and graph_store is None  # a graph store is not paired
             else None
         )
         if route is not None and route.read is not None:
             graph, headers = route.read.value, route.headers
         else:
-            runner = services.runners["lineage" if graph_store else "catalog"]
-            headers = read_model(request, runner, services.settings.min_position_wait_s)
+            runner = core.runners["lineage" if graph_store else "catalog"]
+            headers = read_model(request, runner, core.settings.min_position_wait_s)
             headers.update(route.headers if route is not None else {})
-            graph = walk(services.catalog, graph_store)
+            graph = walk(catalog.view, graph_store)
         if graph is None:
             raise Problem(404, f"dataset {dataset_id} not found")
         body = LineageOut(

@@ -24,7 +24,7 @@ from adapters.dr.router import (
     StaleEpochError,
 )
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import Core, DrBundle
 from api.controllers.datasets import Depth
 from api.problems import Problem, region_problem
 from api.requests import principal
@@ -49,14 +49,14 @@ class DrCommandOut(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     region: str
 
 
-def _runtime(services: Services) -> DrRuntime:
-    if services.dr is None:
+def _runtime(dr: DrBundle) -> DrRuntime:
+    if dr.runtime is None:
         raise Problem(404, "no DR pair is configured (set CONDUCTOR_DR_ROOT)")
-    return services.dr
+    return dr.runtime
 
 
-def _router(services: Services) -> DrRouter:
-    return _runtime(services).router
+def _router(dr: DrBundle) -> DrRouter:
+    return _runtime(dr).router
 
 
 class DrController(Controller):
@@ -69,7 +69,7 @@ class DrController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[DrCommandIn],
-        services: NamedDependency[Services],
+        dr: NamedDependency[DrBundle],
     ) -> Response[DrCommandOut]:
         """Record a command on the primary (201 new, 200 replayed)."""
         digest = hashlib.sha256(
@@ -77,7 +77,7 @@ class DrController(Controller):
         ).hexdigest()
         tenant = principal(request).tenant
         try:
-            written = _router(services).write_command(tenant, data.key, digest)
+            written = _router(dr).write_command(tenant, data.key, digest)
         except KeyReusedError as error:
             raise Problem(
                 409,
@@ -100,12 +100,12 @@ class DrController(Controller):
         self,
         request: Request[Any, Any, Any],
         key: FromPath[str],
-        services: NamedDependency[Services],
+        dr: NamedDependency[DrBundle],
     ) -> Response[DrCommandOut]:
         """Read a command from the region x-ig-read-from picks."""
         where = read_from(request.headers.get("x-ig-read-from", "nearest"))
         try:
-            read = _router(services).read_command(principal(request).tenant, key, where)
+            read = _router(dr).read_command(principal(request).tenant, key, where)
         except RegionUnavailableError as error:
             raise region_problem(error) from None
         headers = {"x-ig-read-region": read.region}
@@ -128,14 +128,15 @@ class DrController(Controller):
         self,
         request: Request[Any, Any, Any],
         dataset_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        dr: NamedDependency[DrBundle],
         direction: FromQuery[Literal["up", "down"]] = "up",
         depth: Depth = 3,
     ) -> Response[LineageOut]:
         """Walk the lineage in this region's store (region B's survives failover)."""
-        lineage = _runtime(services).lineage
+        lineage = _runtime(dr).lineage
         if lineage is None or not lineage.available():
-            region = services.settings.dr_region
+            region = core.settings.dr_region
             raise Problem(404, f"region {region} keeps no lineage store")
         read = lineage.read(principal(request).tenant, dataset_id, direction, depth)
         headers = {"x-ig-read-region": read.region, "x-ig-position": str(read.position)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,9 +12,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import Core
 from api.problems import Problem
 from api.requests import principal
+from api.runtime.er import ErRuntime
 from api.schemas.er import (
     CandidatesOut,
     JobCreate,
@@ -32,20 +32,6 @@ from domain.errors import ValidationError
 log = structlog.get_logger("conductor.er")
 
 
-def _er(services: Services) -> Any:
-    if services.er is None:  # pragma: no cover - build_services always wires it
-        raise Problem(503, "ER assist is not configured in this process")
-    return services.er
-
-
-def _shaping_reason(services: Services, tenant: str) -> str | None:
-    """Why the tenant is shaped (then forced jobs wait for off-peak), if it is."""
-    if services.shaping is None:
-        return None
-    rule = services.shaping.rules().get(tenant)
-    return None if rule is None else rule.reason
-
-
 def _invalid(error: ValidationError) -> Problem:
     """422 naming each field as sent (record field names are data, not camelCase)."""
     return Problem(
@@ -58,8 +44,8 @@ def _invalid(error: ValidationError) -> Problem:
     )
 
 
-def _over_cap(error: ErCapExceededError, services: Services) -> Problem:
-    services.metrics.er_cap_refusals.inc()
+def _over_cap(error: ErCapExceededError, core: Core) -> Problem:
+    core.metrics.er_cap_refusals.inc()
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0
@@ -89,10 +75,8 @@ def _over_cap(error: ErCapExceededError, services: Services) -> Problem:
     )
 
 
-def job_out(
-    job: EmbeddingJob, services: Services, position: int | None = None
-) -> JobOut:
-    live = _er(services).worker.progress(job.id)
+def job_out(job: EmbeddingJob, er: ErRuntime, position: int | None = None) -> JobOut:
+    live = er.worker.progress(job.id)
     return JobOut(
         id=job.id,
         entity_set=job.entity_set,
@@ -123,14 +107,14 @@ class ErController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[ResolveRequest],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        er: NamedDependency[ErRuntime],
     ) -> ResolveOut:
         """Candidate pairs (blocking | ANN) of a batch and the gate's decisions.
 
         Decisions near or over the threshold are recorded as MergeProposed and
         MergeDecided events (ids and scores only); the vectors are stored.
         """
-        er = _er(services)
         tenant = principal(request).tenant
         try:
             result = er.app.resolve(
@@ -142,11 +126,8 @@ class ErController(Controller):
         except ValidationError as error:
             raise _invalid(error) from None
         except ErCapExceededError as error:
-            raise _over_cap(error, services) from None
-        if services.meter is not None:
-            services.meter.charge_embeddings(
-                tenant, len(data.records), int(time.time() * 1000)
-            )
+            raise _over_cap(error, core) from None
+        er.charge_embeddings(tenant, len(data.records))
         gate = er.app.policy.gate
         log.info(
             "er_resolved",
@@ -187,11 +168,10 @@ class ErController(Controller):
         request: Request[Any, Any, Any],
         record_id: FromPath[str],
         entity_set: Annotated[str, QueryParameter(name="entitySet", max_length=64)],
-        services: NamedDependency[Services],
+        er: NamedDependency[ErRuntime],
         k: Annotated[int, QueryParameter(ge=1, le=100)] = 10,
     ) -> CandidatesOut:
         """The stored records nearest to a stored record (ids and similarity)."""
-        er = _er(services)
         tenant = principal(request).tenant
         try:
             found = er.app.candidates(
@@ -217,16 +197,16 @@ class ErController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[JobCreate],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        er: NamedDependency[ErRuntime],
     ) -> Response[JobOut]:
         """Queue an embedding job over a file in the tenant's data root.
 
         It runs in the next off-peak window, or now if forced; either way its
         records count against the tenant's daily cap (429 past it).
         """
-        er = _er(services)
         who = principal(request)
-        shaped = _shaping_reason(services, who.tenant) if data.force else None
+        shaped = er.shaping_reason(who.tenant) if data.force else None
         try:
             job, position = er.app.request_job(
                 tenant=who.tenant,
@@ -239,13 +219,10 @@ class ErController(Controller):
         except ValidationError as error:
             raise _invalid(error) from None
         except ErCapExceededError as error:
-            raise _over_cap(error, services) from None
+            raise _over_cap(error, core) from None
         if job.forced:
             er.worker.start(job.id)
-        if services.meter is not None:
-            services.meter.charge_embeddings(
-                who.tenant, job.records, int(time.time() * 1000)
-            )
+        er.charge_embeddings(who.tenant, job.records)
         headers = {"Location": f"/v1/er/jobs/{job.id}"}
         if shaped is not None:  # the autopilot is shaping this tenant: off-peak
             headers["x-ig-deferred"] = f"off-peak; reason={shaped}"
@@ -257,7 +234,7 @@ class ErController(Controller):
             run_after=job.run_after.isoformat(),
         )
         return Response(
-            job_out(job, services, position),
+            job_out(job, er, position),
             status_code=202,
             headers=headers,
         )
@@ -272,8 +249,8 @@ class ErController(Controller):
         self,
         request: Request[Any, Any, Any],
         job_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        er: NamedDependency[ErRuntime],
     ) -> JobOut:
         """Status and progress (records done of records) of an embedding job."""
-        job = _er(services).app.get_job(tenant=principal(request).tenant, job_id=job_id)
-        return job_out(job, services)
+        job = er.app.get_job(tenant=principal(request).tenant, job_id=job_id)
+        return job_out(job, er)

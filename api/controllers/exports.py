@@ -14,7 +14,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import Core, DrBundle, ExportsBundle
+from api.paging import After, ceiling, next_link
 from api.problems import Problem
 from api.requests import idempotency, principal, read_model
 from api.schemas.exports import (
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from projections.exports import ExportsView
 
 log = structlog.get_logger("conductor.exports")
-Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description=ceiling(50, 200))]
 
 
 def decision_out(export: Export | ExportRow) -> DecisionOut:
@@ -71,12 +72,12 @@ def decision_out(export: Export | ExportRow) -> DecisionOut:
 
 
 def export_out(
-    export: Export, services: Services, position: int | None = None
+    export: Export, exports: ExportsBundle, position: int | None = None
 ) -> ExportOut:
     """The write model's view of one export (with live progress if it runs here);
     ``position`` is the decision's place in the log, when the caller knows it."""
     decided = export.status != "requested"
-    progress = services.export_progress(export.id)
+    progress = exports.progress(export.id)
     return ExportOut(
         id=export.id,
         dataset_id=export.dataset_id,
@@ -169,10 +170,10 @@ class PolicyController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[PolicyCreate],
-        services: NamedDependency[Services],
+        exports: NamedDependency[ExportsBundle],
     ) -> Response[PolicyPublished]:
         """Publish a Rego module set (compiled first); bind the tenant's gate to it."""
-        result = services.exports.policies.publish_policy(
+        result = exports.app.policies.publish_policy(
             tenant=principal(request).tenant,
             name=data.name,
             sources=[(m.name, m.source) for m in data.modules],
@@ -195,14 +196,14 @@ class PolicyController(Controller):
         self,
         request: Request[Any, Any, Any],
         digest: FromPath[str],
-        services: NamedDependency[Services],
+        exports: NamedDependency[ExportsBundle],
     ) -> PolicyOut:
         """The exact modules behind a digest, and where they were published:
         the shipped ones, or one the caller's tenant has bound (else 404)."""
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             raise Problem(404, f"policy {digest[:80]} not found")
         tenant = principal(request).tenant
-        policy, position = services.exports.policies.visible_policy(tenant, digest)
+        policy, position = exports.app.policies.visible_policy(tenant, digest)
         return PolicyOut(
             digest=policy.digest,
             name=policy.name,
@@ -227,14 +228,15 @@ class ExportController(Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[ExportCreate],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        exports: NamedDependency[ExportsBundle],
     ) -> Response[ExportOut]:
         """Judge by the tenant's policy; if allowed, the export runs in the background.
 
         A denial is a 403 problem listing the reasons; it is recorded all the same.
         """
         who = principal(request)
-        decision = services.exports.request_export(
+        decision = exports.app.request_export(
             tenant=who.tenant,
             dataset_id=data.dataset_id,
             preset=data.preset,
@@ -244,17 +246,15 @@ class ExportController(Controller):
             idempotency=idempotency(request, data),
         )
         if not decision.replayed:
-            services.metrics.export_decisions.labels(
+            core.metrics.export_decisions.labels(
                 "true" if decision.allow else "false"
             ).inc()
         if not decision.allow and not decision.pending_review:
             raise _denied(decision)
         if not decision.replayed and not decision.pending_review:
-            services.start_export(decision.export_id)
-        export = services.exports.get_export(
-            tenant=who.tenant, export_id=decision.export_id
-        )
-        body = export_out(export, services, decision.position)
+            exports.start(decision.export_id)
+        export = exports.app.get_export(tenant=who.tenant, export_id=decision.export_id)
+        body = export_out(export, exports, decision.position)
         headers = {"Location": f"/v1/exports/{decision.export_id}"}
         if decision.replayed:
             headers["Idempotent-Replayed"] = "true"
@@ -273,7 +273,7 @@ class ExportController(Controller):
         request: Request[Any, Any, Any],
         export_id: FromPath[UUID],
         data: JSONBody[ReviewCreate],
-        services: NamedDependency[Services],
+        exports: NamedDependency[ExportsBundle],
     ) -> ExportOut:
         """Approve or reject an export pending manual review, with a reason.
 
@@ -282,7 +282,7 @@ class ExportController(Controller):
         events.
         """
         who = principal(request)
-        position = services.exports.review_export(
+        position = exports.app.review_export(
             tenant=who.tenant,
             export_id=export_id,
             approved=data.approve,
@@ -296,9 +296,9 @@ class ExportController(Controller):
             position=position,
         )
         if data.approve:
-            services.start_export(export_id)
-        export = services.exports.get_export(tenant=who.tenant, export_id=export_id)
-        return export_out(export, services, position)
+            exports.start(export_id)
+        export = exports.app.get_export(tenant=who.tenant, export_id=export_id)
+        return export_out(export, exports, position)
 
     @get(
         "/{export_id:uuid}",
@@ -310,7 +310,8 @@ class ExportController(Controller):
         self,
         request: Request[Any, Any, Any],
         export_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        exports: NamedDependency[ExportsBundle],
+        dr: NamedDependency[DrBundle],
     ) -> Response[ExportOut]:
         """Status, decision, progress (rows, bytes) and the proof's location.
 
@@ -318,12 +319,12 @@ class ExportController(Controller):
         model answers (no live progress, no file name); else the write model.
         """
         tenant = principal(request).tenant
-        dr = services.dr
+        pair = dr.runtime
         route = (
-            dr.route_exports(
+            pair.route_exports(
                 request.headers, lambda view: view.load_rows([export_id]).get(export_id)
             )
-            if dr is not None
+            if pair is not None
             else None
         )
         if route is not None and route.read is not None:
@@ -331,9 +332,9 @@ class ExportController(Controller):
             if row is None or row.tenant != tenant:
                 raise ExportNotFoundError(export_id)
             return Response(row_out(row), headers=route.headers)
-        export = services.exports.get_export(tenant=tenant, export_id=export_id)
+        export = exports.app.get_export(tenant=tenant, export_id=export_id)
         headers = route.headers if route is not None else {}
-        return Response(export_out(export, services), headers=headers)
+        return Response(export_out(export, exports), headers=headers)
 
     @get(
         "/",
@@ -344,10 +345,12 @@ class ExportController(Controller):
     def list_exports(
         self,
         request: Request[Any, Any, Any],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        exports: NamedDependency[ExportsBundle],
+        dr: NamedDependency[DrBundle],
         status: FromQuery[str | None] = None,
         dataset_id: Annotated[UUID | None, QueryParameter(name="datasetId")] = None,
-        after: Annotated[str | None, QueryParameter(max_length=256)] = None,
+        after: After = None,
         limit: Limit = 50,
     ) -> Response[ExportPage]:
         """Newest first, filtered by status and dataset (read model).
@@ -366,23 +369,25 @@ class ExportController(Controller):
                 limit=limit + 1,
             )
 
-        dr = services.dr
-        route = dr.route_exports(request.headers, listing) if dr is not None else None
+        pair = dr.runtime
+        route = (
+            pair.route_exports(request.headers, listing) if pair is not None else None
+        )
         if route is not None and route.read is not None:
             rows, headers = route.read.value, route.headers
         else:
             headers = read_model(
                 request,
-                services.runners["exports"],
-                services.settings.min_position_wait_s,
+                core.runners["exports"],
+                core.settings.min_position_wait_s,
             )
             headers.update(route.headers if route is not None else {})
-            rows = listing(services.exports_view)
+            rows = listing(exports.view)
         page = ExportPage(
             items=[row_out(r) for r in rows[:limit]],
             next=_cursor(rows[limit - 1]) if len(rows) > limit else None,
         )
-        return Response(page, headers=headers)
+        return Response(page, headers={**headers, **next_link(request, page.next)})
 
 
 def _denied(decision: ExportDecision) -> Problem:
@@ -420,15 +425,16 @@ class ProofController(Controller):
         self,
         request: Request[Any, Any, Any],
         export_id: FromPath[UUID],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        exports: NamedDependency[ExportsBundle],
     ) -> Response[bytes]:
         """The signed proof bundle (a DSSE envelope), once the export is proven."""
-        export = services.exports.get_export(
+        export = exports.app.get_export(
             tenant=principal(request).tenant, export_id=export_id
         )
-        path = services.worker.pipeline.directory(export_id) / PROOF_FILE
+        path = exports.worker.pipeline.directory(export_id) / PROOF_FILE
         if export.status != "proven" or not path.is_file():
-            services.metrics.export_proof_failures.labels("asked_too_early").inc()
+            core.metrics.export_proof_failures.labels("asked_too_early").inc()
             log.warning(
                 "export_proof_refused", export_id=str(export_id), status=export.status
             )

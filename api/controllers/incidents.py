@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
+from api.bootstrap import AutopilotBundle
+from api.paging import (
+    After,
+    bad_cursor,
+    ceiling,
+    decode_key,
+    encode_key,
+    next_link,
+)
 from api.requests import principal
 from api.schemas.base import Out
-from application.autopilot.incidents import Incident, Incidents
-
-
-@runtime_checkable  # litestar checks a dependency with isinstance()
-class IncidentServices(Protocol):
-    """What this controller needs of the wired services."""
-
-    incidents: Incidents
+from application.autopilot.incidents import Incident
 
 
 class IncidentOut(Out, frozen=True):
@@ -43,6 +45,11 @@ class IncidentOut(Out, frozen=True):
 
 class IncidentList(Out, frozen=True):
     items: list[IncidentOut]
+    next: str | None
+    """Opaque cursor for the next page (pass as ?after=); null at the end."""
+
+
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description=ceiling(50, 200))]
 
 
 def _moment(seconds: float | None) -> datetime | None:
@@ -80,12 +87,23 @@ class IncidentController(Controller):
     def list_incidents(
         self,
         request: Request[Any, Any, Any],
-        services: NamedDependency[IncidentServices],
+        autopilot: NamedDependency[AutopilotBundle],
         wanted: Annotated[
             Literal["open", "resolved", "all"], QueryParameter(name="state")
         ] = "all",
         guard: Annotated[str | None, QueryParameter(max_length=128)] = None,
-    ) -> IncidentList:
+        after: After = None,
+        limit: Limit = 50,
+    ) -> Response[IncidentList]:
         """The tenant's incidents, newest first (open: not yet resolved)."""
-        found = services.incidents.list(principal(request).tenant, wanted, guard=guard)
-        return IncidentList(items=[incident_out(i) for i in found])
+        found = autopilot.incidents.list(principal(request).tenant, wanted, guard=guard)
+        if after:  # the page starts after the incident the cursor names
+            last = decode_key(after, listing="incident list")
+            ids = [i.id for i in found]
+            if last not in ids:  # not handed out here (or another tenant's)
+                raise bad_cursor("incident list")
+            found = found[ids.index(last) + 1 :]
+        page = found[:limit]
+        cursor = encode_key(page[-1].id) if len(found) > limit else None
+        body = IncidentList(items=[incident_out(i) for i in page], next=cursor)
+        return Response(body, headers=next_link(request, cursor))

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import Core, ExportsBundle
 from api.controllers.log_slice import covering, log_tip, tenancy_view, wait_for_view
 from api.problems import Problem
 from api.requests import principal
@@ -24,9 +24,9 @@ Size = Annotated[int, QueryParameter(ge=1, le=2**62)]
 
 
 @get("/v1/keys", operation_id="PublicKeys", tags=["audit"], sync_to_thread=True)
-def public_keys(services: NamedDependency[Services]) -> KeysOut:
+def public_keys(core: NamedDependency[Core]) -> KeysOut:
     """Every signing key's public half (public, no token needed)."""
-    ring = services.keys.keys()
+    ring = core.keys.keys()
     return KeysOut(
         keys=[
             KeyOut(
@@ -46,9 +46,11 @@ class LedgerController(Controller):
     guards = [requires("audit.read", "export.request", "audit.platform")]  # noqa: RUF012
 
     @get("/checkpoints/latest", operation_id="LatestCheckpoint", sync_to_thread=True)
-    def latest_checkpoint(self, services: NamedDependency[Services]) -> dict[str, Any]:
+    def latest_checkpoint(
+        self, core: NamedDependency[Core], exports: NamedDependency[ExportsBundle]
+    ) -> dict[str, Any]:
         """The newest signed checkpoint (signing one if none covers the log yet)."""
-        checkpoint = covering(services, 0)  # its key recorded in the log first
+        checkpoint = covering(core, exports, 0)  # its key recorded in the log first
         return {
             "size": checkpoint.size,
             "rootHash": checkpoint.root,
@@ -60,7 +62,7 @@ class LedgerController(Controller):
     def inclusion(
         self,
         request: Request[Any, Any, Any],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
         position: Size,
         size: Size,
     ) -> dict[str, Any]:
@@ -70,24 +72,24 @@ class LedgerController(Controller):
         """
         who = principal(request)
         if "audit.platform" not in who.scopes:
-            wait_for_view(services, min(position, log_tip(services)))
-            if not tenancy_view(services).visible(who.tenant, position):
+            wait_for_view(core, min(position, log_tip(core)))
+            if not tenancy_view(core).visible(who.tenant, position):
                 raise Problem(404, f"no event at position {position}")
         try:
-            return services.checkpoints.inclusion(position, size)
+            return core.checkpoints.inclusion(position, size)
         except LookupError as error:
             raise Problem(404, str(error)) from None
 
     @get("/consistency", operation_id="ConsistencyProof", sync_to_thread=True)
     def consistency(
         self,
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
         first: Annotated[int, QueryParameter(name="from", ge=1, le=2**62)],
         second: Annotated[int, QueryParameter(name="to", ge=1, le=2**62)],
     ) -> dict[str, Any]:
         """Proof that the tree of ``to`` leaves extends the tree of ``from``."""
         try:
-            return services.checkpoints.consistency(first, second)
+            return core.checkpoints.consistency(first, second)
         except LookupError as error:
             raise Problem(
                 422,

@@ -17,8 +17,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Services
-from api.controllers.datasets import entry_out
+from api.bootstrap import Core, ExportsBundle
 from api.controllers.log_slice import (
     SlicePage,
     log_tip,
@@ -26,9 +25,16 @@ from api.controllers.log_slice import (
     slice_page,
     wait_for_view,
 )
+from api.paging import ceiling, next_link
 from api.problems import Problem
 from api.requests import principal, read_model
-from api.schemas.ledger import CheckpointOut, InclusionOut, LogHeadOut, LogPage
+from api.schemas.ledger import (
+    CheckpointOut,
+    InclusionOut,
+    LogHeadOut,
+    LogPage,
+    entry_out,
+)
 
 WHOLE_LOG = "audit.platform"
 
@@ -46,9 +52,12 @@ class LogController(Controller):
     def read_log(
         self,
         request: Request[Any, Any, Any],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
+        exports: NamedDependency[ExportsBundle],
         after: Annotated[int, QueryParameter(ge=0, le=2**63 - 1)] = 0,
-        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+        limit: Annotated[
+            int, QueryParameter(ge=1, le=1000, description=ceiling(100, 1000))
+        ] = 100,
         size: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
     ) -> Response[LogPage]:
         """Events after a position, with their chain hashes, oldest first.
@@ -60,45 +69,50 @@ class LogController(Controller):
         """
         who = principal(request)
         if WHOLE_LOG in who.scopes:
-            return Response(_whole_log(services, after, limit))
-        wait_for_view(services, log_tip(services))
+            whole = _whole_log(core, after, limit)
+            return Response(whole, headers=next_link(request, whole.next))
+        wait_for_view(core, log_tip(core))
         headers = read_model(
-            request, services.runners["tenancy"], services.settings.min_position_wait_s
+            request, core.runners["tenancy"], core.settings.min_position_wait_s
         )
         try:
-            checkpoint = pinned(services, size) if size is not None else None
+            checkpoint = pinned(core, size) if size is not None else None
         except LookupError as error:
             raise Problem(404, str(error)) from None
         page = slice_page(
-            services, who.tenant, after=after, limit=limit, checkpoint=checkpoint
+            core, exports, who.tenant, after=after, limit=limit, checkpoint=checkpoint
         )
-        return Response(_slice_out(services, who.tenant, page), headers=headers)
+        out = _slice_out(core, who.tenant, page)
+        return Response(out, headers={**headers, **next_link(request, out.next)})
 
 
-def _whole_log(services: Services, after: int, limit: int) -> LogPage:
+def _whole_log(core: Core, after: int, limit: int) -> LogPage:
     """Every tenant's events after ``after``, as the log has always been read."""
-    entries = services.ledger.entries(after=after, limit=limit)
+    entries = core.ledger.entries(after=after, limit=limit)
+    last = entries[-1].position if len(entries) == limit else None
     return LogPage(
         entries=[entry_out(e) for e in entries],
-        head=_head(services),
-        next_after=entries[-1].position if len(entries) == limit else None,
+        head=_head(core),
+        next_after=last,
+        next=None if last is None else str(last),
     )
 
 
-def _head(services: Services) -> LogHeadOut:
-    head = services.ledger.head()
+def _head(core: Core) -> LogHeadOut:
+    head = core.ledger.head()
     return LogHeadOut(position=head.position, hash=head.hash, events=head.events)
 
 
-def _slice_out(services: Services, tenant: str, page: SlicePage) -> LogPage:
+def _slice_out(core: Core, tenant: str, page: SlicePage) -> LogPage:
     checkpoint = page.checkpoint
     return LogPage(
         entries=[
             msgspec.structs.replace(entry_out(entry), inclusion=_inclusion(proof))
             for entry, proof in zip(page.entries, page.proofs, strict=True)
         ],
-        head=_head(services),
+        head=_head(core),
         next_after=page.next_after,
+        next=None if page.next_after is None else str(page.next_after),
         tenant=tenant,
         checkpoint=None
         if checkpoint is None

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from adapters.ledger.checkpoints import Checkpoint
-    from api.bootstrap import Services
+    from api.bootstrap import Core, ExportsBundle
     from application.ports import LogEntry
     from projections.tenancy import TenancyView
 
@@ -35,27 +35,27 @@ class SlicePage:
     next_after: int | None
 
 
-def tenancy_view(services: Services) -> TenancyView:
-    if services.tenancy is None:  # pragma: no cover - build_services wires it
+def tenancy_view(core: Core) -> TenancyView:
+    if core.tenancy is None:  # pragma: no cover - build_services wires it
         msg = "the tenancy view is not wired in this process"
         raise RuntimeError(msg)
-    return services.tenancy
+    return core.tenancy
 
 
-def covering(services: Services, position: int) -> Checkpoint:
+def covering(core: Core, exports: ExportsBundle, position: int) -> Checkpoint:
     """The latest checkpoint if it includes ``position``, else a new one."""
-    latest = services.checkpoints.latest()
+    latest = core.checkpoints.latest()
     if latest is not None and latest.last_position >= position:
         return latest
     # The key goes into the log before it signs, so that a slice (which holds
     # the public key events) can check its checkpoint with nothing else.
-    services.exports.record_signing_key(services.keys)
-    return services.checkpoints.sign()
+    exports.app.record_signing_key(core.keys)
+    return core.checkpoints.sign()
 
 
-def pinned(services: Services, size: int) -> Checkpoint:
+def pinned(core: Core, size: int) -> Checkpoint:
     """The stored checkpoint of ``size`` leaves (LookupError if there is none)."""
-    checkpoint = services.checkpoints.at(size)
+    checkpoint = core.checkpoints.at(size)
     if checkpoint is None:
         msg = f"no signed checkpoint of size {size}"
         raise LookupError(msg)
@@ -63,7 +63,8 @@ def pinned(services: Services, size: int) -> Checkpoint:
 
 
 def slice_page(
-    services: Services,
+    core: Core,
+    exports: ExportsBundle,
     tenant: str,
     *,
     after: int,
@@ -75,23 +76,23 @@ def slice_page(
     Without ``checkpoint`` the page is proven against one covering its last
     entry; with one, it stops at that checkpoint's last position.
     """
-    until = services.runners[RUNNER].position()
+    until = core.runners[RUNNER].position()
     if checkpoint is not None:
         until = min(until, checkpoint.last_position)
-    view = tenancy_view(services)
+    view = tenancy_view(core)
     positions = view.slice(tenant, after=after, until=until, limit=limit)
     if checkpoint is None:
-        checkpoint = _covering_page(services, positions)
+        checkpoint = _covering_page(core, exports, positions)
         if checkpoint is not None and checkpoint.last_position > until:
             # Signed just now, maybe after recording its key: a short page
             # takes the public key events too, so that it verifies alone.
-            wait_for_view(services, checkpoint.last_position)
+            wait_for_view(core, checkpoint.last_position)
             positions = view.slice(
                 tenant, after=after, until=checkpoint.last_position, limit=limit
             )
-    entries = services.ledger.entries_at(positions)
+    entries = core.ledger.entries_at(positions)
     proofs = (
-        services.checkpoints.inclusions([e.position for e in entries], checkpoint.size)
+        core.checkpoints.inclusions([e.position for e in entries], checkpoint.size)
         if entries and checkpoint is not None
         else []
     )
@@ -99,21 +100,23 @@ def slice_page(
     return SlicePage(entries, proofs, checkpoint, next_after)
 
 
-def _covering_page(services: Services, positions: Sequence[int]) -> Checkpoint | None:
+def _covering_page(
+    core: Core, exports: ExportsBundle, positions: Sequence[int]
+) -> Checkpoint | None:
     """A checkpoint for a page: one covering its last entry, else the latest."""
     if positions:
-        return covering(services, positions[-1])
-    return services.checkpoints.latest()
+        return covering(core, exports, positions[-1])
+    return core.checkpoints.latest()
 
 
-def wait_for_view(services: Services, position: int) -> None:
+def wait_for_view(core: Core, position: int) -> None:
     """Wait (up to the read-your-writes budget) until the view has ``position``.
 
     A 503 ``projection-lagging`` problem if it does not, as x-ig-min-position
     answers: a slice must never silently miss the tenant's committed events.
     """
-    runner = services.runners[RUNNER]
-    if runner.wait(position, services.settings.min_position_wait_s):
+    runner = core.runners[RUNNER]
+    if runner.wait(position, core.settings.min_position_wait_s):
         return
     status = runner.status()
     raise Problem(
@@ -128,6 +131,6 @@ def wait_for_view(services: Services, position: int) -> None:
     )
 
 
-def log_tip(services: Services) -> int:
+def log_tip(core: Core) -> int:
     """The log's last position (cheaper than its head, which counts events)."""
-    return services.ledger.recorder.max_notification_id() or 0
+    return core.ledger.recorder.max_notification_id() or 0

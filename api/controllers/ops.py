@@ -8,7 +8,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.bootstrap import Services
+from api.bootstrap import Core
 
 
 @get("/healthz", operation_id="Health", tags=["ops"], sync_to_thread=False)
@@ -18,18 +18,18 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", operation_id="Ready", tags=["ops"], sync_to_thread=True)
-def readyz(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
+def readyz(core: NamedDependency[Core]) -> Response[dict[str, Any]]:
     """The database answers and every projection runs without errors."""
     checks: dict[str, Any] = {}
     ready = True
     try:
-        head = services.ledger.head()
+        head = core.ledger.head()
         checks["log"] = {"position": head.position}
     except Exception as error:
         ready = False
         checks["log"] = {"error": type(error).__name__}
-    local = services.settings.projections
-    for name, runner in services.runners.items():
+    local = core.settings.projections
+    for name, runner in core.runners.items():
         status = runner.status()
         # Where projections run in another process, this one cannot see that
         # process's thread; the view's position (and lag) is what it reports.
@@ -42,7 +42,7 @@ def readyz(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
             "error": status.error or None,
         }
     try:  # who engaged them and why: GET /v1/switches (a token's business)
-        checks["switches"] = {s.name: s.engaged for s in services.switches.states()}
+        checks["switches"] = {s.name: s.engaged for s in core.switches.states()}
     except Exception as error:
         ready = False
         checks["switches"] = {"error": type(error).__name__}
@@ -59,8 +59,8 @@ def readyz(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     sync_to_thread=False,
     include_in_schema=False,
 )
-def metrics(services: NamedDependency[Services]) -> Response[bytes]:
+def metrics(core: NamedDependency[Core]) -> Response[bytes]:
     """Prometheus exposition."""
     return Response(
-        generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        generate_latest(core.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
-from api.bootstrap import Services
+from api.bootstrap import Core
 from api.problems import Problem
 from api.requests import principal
 from api.schemas.base import In, Out
@@ -61,9 +61,9 @@ class SwitchController(Controller):
         guards=[requires("platform.operate", "audit.platform")],
         sync_to_thread=True,
     )
-    def list_switches(self, services: NamedDependency[Services]) -> SwitchList:
+    def list_switches(self, core: NamedDependency[Core]) -> SwitchList:
         """Every backout switch, engaged or not, with who engaged it and why."""
-        return SwitchList(items=[switch_out(s) for s in services.switches.states()])
+        return SwitchList(items=[switch_out(s) for s in core.switches.states()])
 
     @put(
         "/{name:str}",
@@ -76,13 +76,13 @@ class SwitchController(Controller):
         request: Request[Any, Any, Any],
         name: FromPath[str],
         data: JSONBody[SwitchIn],
-        services: NamedDependency[Services],
+        core: NamedDependency[Core],
     ) -> SwitchOut:
         """Engage or release a switch; every process honours it within ~1 s."""
         if name not in BACKOUTS:
             raise Problem(404, f"no backout switch {name[:80]!r}")
         who = principal(request)
-        position = services.switches.set(
+        position = core.switches.set(
             name, on=data.engaged, by=who.sub, reason=data.reason
         )
         log.warning(
@@ -92,5 +92,5 @@ class SwitchController(Controller):
             by=who.sub,
             position=position,
         )
-        state = next(s for s in services.switches.states() if s.name == name)
+        state = next(s for s in core.switches.states() if s.name == name)
         return switch_out(state, position)

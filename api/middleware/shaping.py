@@ -84,6 +84,11 @@ class ShapingGate:
                 self._rules, self._loaded_at = fresh, now
             return self._rules
 
+    def reason(self, tenant: str) -> str | None:
+        """Why the tenant is shaped (forced work then waits), if it is."""
+        rule = self.rules().get(tenant)
+        return None if rule is None else rule.reason
+
     def check(self, tenant: str) -> Throttle | None:
         """Take a token for ``tenant``; None when the tenant is not shaped."""
         if self.disabled() or tenant not in self.rules():

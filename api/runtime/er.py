@@ -18,13 +18,13 @@ from adapters.er.embedder import HashingEmbedder
 from adapters.er.files import CsvRecordFiles
 from adapters.er.hnsw import HnswIndexes, HnswParams, HnswSearch
 from adapters.er.store import SqlVectorStore
-from adapters.exports.secrets import FileSecrets
+from adapters.signing.secrets import FileSecrets
 from application.er.assist import LEASE_LOST, LEASED_ELSEWHERE, ErAssist
 from application.er.inputs import ErPolicy, Ports
 from application.er.rules import Blocking, Gate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
     from uuid import UUID
 
@@ -173,6 +173,19 @@ class ErRuntime:
         )
         self.worker = ErWorker(self.app, metrics)
         metrics.watch_er_eval(self.root / LAST_EVAL)
+        self.charge: Callable[[str, int, int], None] | None = None
+        """The meter's ``charge_embeddings`` (None: metering off)."""
+        self.shaped: Callable[[str], str | None] = _not_shaped
+        """Why the autopilot shapes a tenant, if it does (the shaping gate)."""
+
+    def charge_embeddings(self, tenant: str, records: int) -> None:
+        """Meter ``records`` embeddings against the tenant (when metering is on)."""
+        if self.charge is not None:
+            self.charge(tenant, records, int(time.time() * 1000))
+
+    def shaping_reason(self, tenant: str) -> str | None:
+        """Why the tenant is shaped (then forced jobs wait for off-peak), if it is."""
+        return self.shaped(tenant)
 
     def run_due(self, now: datetime | None = None) -> list[UUID]:
         """Start every queued job whose window has come and that this process
@@ -191,6 +204,11 @@ class ErRuntime:
     def close(self) -> None:
         self.worker.close()
         self.store.close()
+
+
+def _not_shaped(tenant: str) -> str | None:
+    del tenant
+    return None
 
 
 def record_eval(root: Path, delta: float, summary: dict[str, object]) -> None:

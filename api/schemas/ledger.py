@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID  # noqa: TC003 - msgspec resolves at runtime
 
+import msgspec
+
 from api.schemas.base import Out
+
+if TYPE_CHECKING:
+    from application.ports import LogEntry
 
 
 class InclusionOut(Out, frozen=True):
@@ -48,6 +53,8 @@ class LogPage(Out, frozen=True, omit_defaults=True):
     head: LogHeadOut
     """The global log's head, whoever reads (like a CT tree head)."""
     next_after: int | None
+    next: str | None
+    """The cursor of the next page (the last position, as text); null at the end."""
     tenant: str | None = None
     """Whose slice this page is (absent: the whole log)."""
     checkpoint: CheckpointOut | None = None
@@ -63,3 +70,16 @@ class KeyOut(Out, frozen=True):
 
 class KeysOut(Out, frozen=True):
     keys: list[KeyOut]
+
+
+def entry_out(entry: LogEntry) -> LogEntryOut:
+    """One log entry as the API shows it (its state decoded)."""
+    return LogEntryOut(
+        position=entry.position,
+        originator_id=entry.originator_id,
+        version=entry.version,
+        topic=entry.topic,
+        state=msgspec.json.decode(entry.state),
+        prev_hash=entry.prev_hash,
+        hash=entry.hash,
+    )

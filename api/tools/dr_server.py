@@ -197,13 +197,13 @@ def open_api(
             )
         )
         with TestClient(app, timeout=60) as client:
-            services = app.state.services
+            services = app.state.conductor
             yield DrillApi(
                 client,
                 client,
                 settings.resolved_jwt_secret(),
-                services.ledger,
-                services.keys,
+                services.core.ledger,
+                services.core.keys,
             )
         return
     with _served(settings, pair_root=pair_root, region=region) as api:

@@ -20,7 +20,6 @@ from litestar.testing import TestClient
 
 from adapters.ledger.store import open_ledger
 from api.app import create_app
-from api.runtime.jobs import deliver_incidents, flush_meter, purge_usage, run_autopilot
 from domain.autopilot.usage import Counts
 from tests.conftest import bearer
 from tests.integration.sink import SinkServer
@@ -57,13 +56,13 @@ def app_client(settings: Settings, sink: SinkServer) -> Iterator[TestClient[Any]
 
 def caught_up(services: Any, view: str) -> None:
     """Wait for a read model's own runner to reach the log's head."""
-    head = services.ledger.head().position
-    assert services.runners[view].wait(head, timeout=10)
+    head = services.core.ledger.head().position
+    assert services.core.runners[view].wait(head, timeout=10)
 
 
 def settle(client: TestClient[Any], requests: int) -> None:
     """Wait for the last responses' metering (it runs just after the reply)."""
-    meter = client.app.state.services.meter
+    meter = client.app.state.conductor.autopilot.meter
     deadline = time.monotonic() + 5
     while meter.pending() < requests and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -76,11 +75,11 @@ def number(stored: Any) -> float:
 
 
 def head(client: TestClient[Any]) -> int:
-    return client.app.state.services.ledger.head().position  # type: ignore[no-any-return]
+    return client.app.state.conductor.core.ledger.head().position  # type: ignore[no-any-return]
 
 
 def topics(client: TestClient[Any], after: int) -> list[str]:
-    entries = client.app.state.services.ledger.entries(after=after, limit=1000)
+    entries = client.app.state.conductor.core.ledger.entries(after=after, limit=1000)
     return [e.topic.rsplit(".", 1)[-1] for e in entries]
 
 
@@ -123,10 +122,10 @@ def test_requests_are_metered_one_event_per_tenant_per_flush(
     app_client: TestClient[Any],
 ) -> None:
     client = app_client
-    services = client.app.state.services
+    services = client.app.state.conductor
     client.put("/v1/tenants/acme/budget", json=BUDGET, headers=bearer())
     settle(client, 1)
-    flush_meter(services)
+    services.jobs.flush_meter()
     before = head(client)
     for _ in range(5):
         assert client.get("/v1/datasets", headers=bearer()).status_code == 200
@@ -135,7 +134,7 @@ def test_requests_are_metered_one_event_per_tenant_per_flush(
     client.post("/v1/datasets", json={"name": 1}, headers=bearer())  # a 4xx counts
     assert head(client) == before  # metering is not on the request path
     settle(client, 9)
-    flush_meter(services)
+    services.jobs.flush_meter()
     assert topics(client, before) == ["UsageRecorded", "UsageRecorded"]
     caught_up(services, "usage")
     burn = client.get("/v1/tenants/acme/burn", headers=bearer()).json()
@@ -152,7 +151,7 @@ def test_burn_caps_and_shapes_the_tenant_with_audit(
     app_client: TestClient[Any], sink: SinkServer
 ) -> None:
     client = app_client
-    services = client.app.state.services
+    services = client.app.state.conductor
     # 40 calls in the first hour of a 60-unit month burn ~480x its pace; the
     # projection breaches unless the month has under ~26 minutes left.
     tiny = dict(BUDGET, period="month", costCapUnits=60)
@@ -162,9 +161,9 @@ def test_burn_caps_and_shapes_the_tenant_with_audit(
         client.get("/v1/datasets", headers=bearer())
         client.get("/v1/datasets", headers=bearer("other"))
     settle(client, 82)
-    flush_meter(services)
+    services.jobs.flush_meter()
     before = head(client)
-    run_autopilot(services)
+    services.jobs.run_autopilot()
     recorded = topics(client, before)
     assert "CapAdjusted" in recorded
     assert "ShapingEngaged" in recorded
@@ -206,12 +205,12 @@ def test_burn_caps_and_shapes_the_tenant_with_audit(
     assert number(state["burn_rate"]) > 1
 
     # the breach opens one issue at the webhook, recorded back in the log
-    deliver_incidents(services)
+    services.jobs.deliver_incidents()
     opened = sink.accepted("open")
     assert [o["guard"] for o in opened] == ["cost-burn"]
     assert any(link.startswith("log:") for link in opened[0]["evidence"]["links"])
-    run_autopilot(services)
-    deliver_incidents(services)
+    services.jobs.run_autopilot()
+    services.jobs.deliver_incidents()
     assert len(sink.accepted("open")) == 1  # still breached: no second issue
     assert "IssueOpened" in topics(client, before)
     # the operator's routes (budget, burn, incidents) are never shaped
@@ -224,15 +223,15 @@ def test_a_breach_recorded_before_a_crash_still_gets_its_issue(
 ) -> None:
     """The guard's event was saved but the process died before the incident:
     the next process's first tick opens it, linked to that event."""
-    services = app_client.app.state.services
-    autopilot = services.autopilot
+    services = app_client.app.state.conductor
+    autopilot = services.autopilot.controller
     guards = autopilot.guards
     incidents, guards.incidents = guards.incidents, None  # "crash" here
     evidence = {"coverage": 0.5, "threshold": 0.9}
     autopilot.set_guard(
         "acme", "catalog-coverage", on=True, evidence=evidence, now_s=1.0
     )
-    assert services.incidents.list("acme", "all") == []
+    assert services.autopilot.incidents.list("acme", "all") == []
     guards.incidents = incidents
     guards._asserted.clear()  # a new process
     autopilot.set_guard(
@@ -241,11 +240,11 @@ def test_a_breach_recorded_before_a_crash_still_gets_its_issue(
     autopilot.set_guard(
         "acme", "catalog-coverage", on=True, evidence=evidence, now_s=3.0
     )
-    deliver_incidents(services)
+    services.jobs.deliver_incidents()
     opened = sink.accepted("open")
     assert [o["guard"] for o in opened] == ["catalog-coverage"]
     breach = next(
-        e for e in services.ledger.entries(after=0, limit=100)
+        e for e in services.core.ledger.entries(after=0, limit=100)
         if e.topic.endswith("GuardBreached")
     )  # fmt: skip
     assert opened[0]["evidence"]["links"] == [
@@ -259,7 +258,7 @@ def test_shutdown_flushes_the_meter(settings: Settings) -> None:
         for _ in range(3):
             client.get("/v1/datasets", headers=bearer())
         settle(client, 3)
-        ledger = client.app.state.services.ledger
+        ledger = client.app.state.conductor.core.ledger
         before = ledger.head().position
     reopened = open_ledger(settings.resolved_database_url)
     try:
@@ -276,48 +275,48 @@ def test_burn_gauges_and_an_issue_resolved_when_the_guard_clears(
     app_client: TestClient[Any], sink: SinkServer
 ) -> None:
     client = app_client
-    services = client.app.state.services
+    services = client.app.state.conductor
     client.put("/v1/tenants/acme/budget", json=BUDGET, headers=bearer())
     client.get("/v1/datasets", headers=bearer())
     settle(client, 2)
-    flush_meter(services)
-    run_autopilot(services)
+    services.jobs.flush_meter()
+    services.jobs.run_autopilot()
     scraped = client.get("/metrics").text
     assert 'conductor_burn_rate{kind="cost",tenant="acme",window="1h"}' in scraped
     assert 'conductor_burn_rate{kind="slo",tenant="acme",window="5m"}' in scraped
 
-    autopilot = services.autopilot
+    autopilot = services.autopilot.controller
     evidence = {"coverage": 0.5, "threshold": 0.9}
     autopilot.set_guard("acme", "catalog-coverage", on=True, evidence=evidence, now_s=1)
-    deliver_incidents(services)
+    services.jobs.deliver_incidents()
     assert [o["guard"] for o in sink.accepted("open")] == ["catalog-coverage"]
     autopilot.set_guard(
         "acme", "catalog-coverage", on=False, evidence=evidence, now_s=2
     )
-    deliver_incidents(services)
+    services.jobs.deliver_incidents()
     [resolved] = sink.accepted("resolve")
     assert resolved["external_id"] == "ISSUE-1"
     assert resolved["guard"] == "catalog-coverage"
     topics_now = topics(client, 0)
     assert topics_now.count("IssueOpened") == topics_now.count("IssueResolved") == 1
-    budget = services.budgets.budget("acme")
+    budget = services.autopilot.budgets.budget("acme")
     assert budget.issues == {}
     assert "catalog-coverage" not in budget.guards
 
 
 def test_usage_older_than_a_month_is_purged(app_client: TestClient[Any]) -> None:
-    services = app_client.app.state.services
+    services = app_client.app.state.conductor
     now_ms = int(time.time() * 1000)
     for age_days in (40, 1):
-        services.meter.add(
+        services.autopilot.meter.add(
             "acme",
             "query",
             Counts(requests=7, units=7.0),
             now_ms - age_days * 86_400_000,
         )
-        services.meter.flush(now_ms - age_days * 86_400_000)
+        services.autopilot.meter.flush(now_ms - age_days * 86_400_000)
     caught_up(services, "usage")
-    everything = services.usage.active_tenants(0, 10**9)
+    everything = services.autopilot.usage.active_tenants(0, 10**9)
     assert everything["acme"].requests == 14
-    purge_usage(services)
-    assert services.usage.active_tenants(0, 10**9)["acme"].requests == 7
+    services.jobs.purge_usage()
+    assert services.autopilot.usage.active_tenants(0, 10**9)["acme"].requests == 7

@@ -15,7 +15,6 @@ import pytest
 from litestar.testing import TestClient
 
 from api.app import create_app
-from api.runtime.jobs import export_finished, platform_guards, refresh_coverage
 from application.autopilot.budgets import PLATFORM
 from application.dr.lag_alerts import LagAlerts
 from tests.conftest import bearer
@@ -30,46 +29,46 @@ pytestmark = pytest.mark.integration
 
 def caught_up(services: Any, view: str) -> None:
     """Wait for a read model's own runner to reach the log's head."""
-    head = services.ledger.head().position
-    assert services.runners[view].wait(head, timeout=10)
+    head = services.core.ledger.head().position
+    assert services.core.runners[view].wait(head, timeout=10)
 
 
 def guards(client: TestClient[Any], tenant: str) -> set[str]:
-    budget = client.app.state.services.budgets.budget(tenant)
+    budget = client.app.state.conductor.autopilot.budgets.budget(tenant)
     return set() if budget is None else set(budget.guards)
 
 
 def opened(client: TestClient[Any], tenant: str) -> list[str]:
-    incidents = client.app.state.services.incidents.list(tenant, "all")
+    incidents = client.app.state.conductor.autopilot.incidents.list(tenant, "all")
     return sorted(i.guard for i in incidents if i.state != "dropped")
 
 
 def test_an_export_without_proof_breaches_until_the_next_proven_one(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    services = client.app.state.services
+    services = client.app.state.conductor
     _, export_id, _ = proven(client, settings)
     deadline = time.monotonic() + 5
-    while services.meter.pending() == 0 and time.monotonic() < deadline:
+    while services.autopilot.meter.pending() == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     # the proven export was charged by the GB (a few hundred bytes: > 0 units)
-    services.meter.flush(int(time.time() * 1000))
+    services.autopilot.meter.flush(int(time.time() * 1000))
     caught_up(services, "usage")
-    window = services.usage.window("acme", 0, 10**9)
+    window = services.autopilot.usage.window("acme", 0, 10**9)
     assert window["export"].units > 0
     assert "export-without-proof" not in guards(client, "acme")
 
-    export_finished(services, UUID(export_id), "delivered")
+    services.jobs.export_finished(UUID(export_id), "delivered")
     assert "export-without-proof" in guards(client, "acme")
     assert opened(client, "acme") == ["export-without-proof"]
-    export_finished(services, UUID(export_id), "proven")
+    services.jobs.export_finished(UUID(export_id), "proven")
     assert "export-without-proof" not in guards(client, "acme")
 
 
 def test_catalog_coverage_under_90_percent_breaches_for_the_tenant(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    services = client.app.state.services
+    services = client.app.state.conductor
     root = settings.data_root_path / "acme"
     root.mkdir(parents=True, exist_ok=True)
     for i in range(3):
@@ -82,10 +81,10 @@ def test_catalog_coverage_under_90_percent_breaches_for_the_tenant(
     }  # fmt: skip
     assert client.post("/v1/datasets", json=body, headers=bearer()).status_code == 201
     caught_up(services, "catalog")
-    refresh_coverage(services)  # 1 of 3 files registered
+    services.jobs.refresh_coverage()  # 1 of 3 files registered
     assert "catalog-coverage" in guards(client, "acme")
     breach = [
-        e for e in services.ledger.entries(after=0, limit=1000)
+        e for e in services.core.ledger.entries(after=0, limit=1000)
         if e.topic.endswith("GuardBreached")
     ]  # fmt: skip
     evidence = json.loads(breach[-1].state)["evidence"]
@@ -94,33 +93,33 @@ def test_catalog_coverage_under_90_percent_breaches_for_the_tenant(
         body.update(name=f"d{i}", location=f"unregistered-{i}.csv")
         client.post("/v1/datasets", json=body, headers=bearer())
     caught_up(services, "catalog")
-    refresh_coverage(services)
+    services.jobs.refresh_coverage()
     assert "catalog-coverage" not in guards(client, "acme")
 
 
 def test_replica_lag_and_er_recall_are_platform_guards(
     client: TestClient[Any], settings: Settings
 ) -> None:
-    services = client.app.state.services
+    services = client.app.state.conductor
     # the ER eval recorded a recall delta under +10 %
     root = settings.var_path / "er"
     root.mkdir(parents=True, exist_ok=True)
     (root / "last-eval.json").write_text(json.dumps({"recall_delta": 0.04}))
-    platform_guards(services)
+    services.jobs.platform_guards()
     assert "er-recall" in guards(client, PLATFORM)
     (root / "last-eval.json").write_text(json.dumps({"recall_delta": 0.2}))
-    platform_guards(services)
+    services.jobs.platform_guards()
     assert "er-recall" not in guards(client, PLATFORM)
 
     # a firing lag alert (as the DR watcher records it) is the replica-lag guard
-    alerts = LagAlerts(services.ledger)
+    alerts = LagAlerts(services.core.ledger)
     alerts.fire_alert(region="B", lag_ms=9000, threshold_ms=5000, above_for_ms=600_000)
     assert alerts.firing() == ["B"]
-    platform_guards(services)
+    services.jobs.platform_guards()
     assert "replica-lag" in guards(client, PLATFORM)
     assert "replica-lag" in opened(client, PLATFORM)
     alerts.clear_alert(region="B", lag_ms=10)
-    platform_guards(services)
+    services.jobs.platform_guards()
     assert "replica-lag" not in guards(client, PLATFORM)
 
 
@@ -131,9 +130,9 @@ def test_a_shaped_tenants_forced_embedding_job_waits_for_off_peak(
     hour = (datetime.now(UTC).hour + 12) % 24
     later = msgspec.structs.replace(settings, er_offpeak_hours=str(hour))
     with TestClient(create_app(later)) as client:
-        services = client.app.state.services
+        services = client.app.state.conductor
         write_people(later, 20)
-        services.shaping.store.engage(
+        services.autopilot.shaping.store.engage(
             "acme", rate=1000.0, burst=1000.0, reason="slo-page", now=time.time()
         )
         made = client.post(

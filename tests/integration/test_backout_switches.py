@@ -89,7 +89,7 @@ def test_setting_a_switch_is_operator_only_and_recorded_with_who_and_why(
     assert body["engaged"] is True
     assert body["by"] == "cli"
     assert body["reason"] == "gate bug #12"
-    entry = client.app.state.services.ledger.entries(
+    entry = client.app.state.conductor.core.ledger.entries(
         after=body["position"] - 1, limit=1
     )[0]
     assert entry.topic.endswith("Switchboard.Engaged")
@@ -213,8 +213,8 @@ def test_disabling_shaping_lets_a_shaped_tenant_through(
     client: TestClient[Any],
 ) -> None:
     """A tenant held to 1 request/s gets 429s; with the switch on it does not."""
-    services = client.app.state.services
-    services.shaping.store.engage(
+    services = client.app.state.conductor
+    services.autopilot.shaping.store.engage(
         "acme", rate=0.01, burst=1.0, reason="test: held", now=time.time()
     )
     statuses = [
@@ -277,7 +277,7 @@ def test_with_er_assist_off_resolve_uses_the_blocking_rules_alone(
     pairs = {(p["left"], p["right"]) for p in off.json()["pairs"]}
     assert ("r3", "r4") not in pairs
     assert all(p["via"] == "blocking" for p in off.json()["pairs"])
-    ledger = client.app.state.services.ledger
+    ledger = client.app.state.conductor.core.ledger
     requested = [
         json.loads(e.state)
         for e in ledger.entries(after=0, limit=1000)

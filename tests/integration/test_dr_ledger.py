@@ -64,7 +64,7 @@ def api(
 
 
 def _ledger(api: TestClient[Any]) -> PrimaryLedger:
-    ledger: PrimaryLedger = api.app.state.services.ledger
+    ledger: PrimaryLedger = api.app.state.conductor.core.ledger
     return ledger
 
 
@@ -266,7 +266,7 @@ def test_failover_under_writes_loses_nothing_acknowledged(
     assert report.checked > len(writer.acked)
 
     # The projections resumed on B from their replicated tracking positions.
-    for runner in api.app.state.services.runners.values():
+    for runner in api.app.state.conductor.core.runners.values():
         assert runner.wait(last, 15), runner.status()
     names = _names(api, last)
     assert set(writer.acked) | {"orders", "after-the-switch"} <= names

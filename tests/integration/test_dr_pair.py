@@ -69,7 +69,7 @@ def _wait_stale(api: TestClient[Any], key: str, above_ms: int) -> Any:
 
 def _alerts(api: TestClient[Any]) -> list[str]:
     """LagAlert events in the API's log, oldest first (Fired / Cleared)."""
-    entries = api.app.state.services.ledger.entries(after=0, limit=10_000)
+    entries = api.app.state.conductor.core.ledger.entries(after=0, limit=10_000)
     return [e.topic.rsplit(".", 1)[-1] for e in entries if "LagAlert." in e.topic]
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from litestar.testing import TestClient
 
     from adapters.dr.site import Site
-    from api.bootstrap import Services
+    from api.bootstrap import Conductor
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -62,8 +62,8 @@ def api(
     )
 
 
-def _services(api: TestClient[Any]) -> Services:
-    services: Services = api.app.state.services
+def _services(api: TestClient[Any]) -> Conductor:
+    services: Conductor = api.app.state.conductor
     return services
 
 
@@ -220,17 +220,17 @@ def test_a_switch_empties_the_search_cache_and_resumes_the_runners(
     """After a switchover the same search at the same position is a miss."""
     services = _services(api)
     switches: list[tuple[str, int]] = []
-    # build_services wired the cache's clear and the runners' resume; this
+    # build_conductor wired the cache's clear and the runners' resume; this
     # listener only records that the switch was announced.
     assert on_primary_switch(
-        services.ledger, lambda region, epoch: switches.append((region, epoch))
+        services.core.ledger, lambda region, epoch: switches.append((region, epoch))
     )
     _search(api)
     cached = _search(api)
     assert cached.headers["x-ig-cache"] == "hit"
 
     switched = switchover(site.pair, "B", site.relay)
-    follower = getattr(services.ledger, "follower", None)
+    follower = getattr(services.core.ledger, "follower", None)
     assert follower is not None
     deadline = time.monotonic() + 10
     while follower.target != ("B", switched.epoch):
@@ -252,7 +252,7 @@ def test_a_switch_empties_the_search_cache_and_resumes_the_runners(
         time.sleep(0.05)
         created = api.post("/v1/datasets", json=dataset_body("on-b"), headers=H)
     assert created.status_code == 201, created.text
-    for runner in services.runners.values():
+    for runner in services.core.runners.values():
         assert runner.wait(created.json()["position"], 10), runner.status()
 
 

@@ -75,7 +75,7 @@ def resolve(
 
 
 def services_of(client: TestClient[Any]) -> Any:
-    return client.app.state.services
+    return client.app.state.conductor
 
 
 def test_resolve_returns_pairs_and_decisions_and_records_them_as_events(

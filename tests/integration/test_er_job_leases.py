@@ -17,7 +17,7 @@ import pytest
 from adapters.er.files import CsvRecordFiles
 from adapters.er.store import SqlVectorStore
 from adapters.ledger.store import open_ledger
-from api.bootstrap import build_services
+from api.bootstrap import build_conductor
 from application.er.assist import LEASE_LOST, LEASED_ELSEWHERE, LOST_RUNS, ErAssist
 from tests.conftest import bearer
 from tests.integration.server import Server, cli
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-    from api.bootstrap import Services
+    from api.bootstrap import Conductor
     from api.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -58,10 +58,10 @@ def write_people(settings: Settings, rows: int) -> None:
 
 
 @pytest.fixture
-def processes(settings: Settings) -> Iterator[tuple[Services, Services]]:
+def processes(settings: Settings) -> Iterator[tuple[Conductor, Conductor]]:
     """Two sets of services on one database, as two processes would have."""
-    first = build_services(settings)
-    second = build_services(settings)
+    first = build_conductor(settings)
+    second = build_conductor(settings)
     try:
         yield first, second
     finally:
@@ -69,13 +69,13 @@ def processes(settings: Settings) -> Iterator[tuple[Services, Services]]:
         second.close()
 
 
-def assist(services: Services, clock: Clock, *, chunk: int = 50) -> ErAssist:
+def assist(services: Conductor, clock: Clock, *, chunk: int = 50) -> ErAssist:
     """The process's ER application with a hand clock and small chunks."""
     assert services.er is not None
     app = services.er.app
     fields = app.ports.embedder.fields  # type: ignore[attr-defined]
     return ErAssist(
-        services.ledger,
+        services.core.ledger,
         ports=dataclasses.replace(app.ports, files=CsvRecordFiles(fields, chunk=chunk)),
         policy=dataclasses.replace(app.policy, clock=clock, lease_s=LEASE_S),
     )
@@ -139,7 +139,7 @@ def test_a_lease_is_held_by_one_owner_until_it_expires(database_url: str) -> Non
 
 
 def test_a_lost_run_is_resumed_once_its_lease_expires(
-    settings: Settings, processes: tuple[Services, Services]
+    settings: Settings, processes: tuple[Conductor, Conductor]
 ) -> None:
     """The first process dies mid-job: the job stays running under its lease;
     a second process leaves it alone until the lease expires, then resumes it,
@@ -170,7 +170,7 @@ def test_a_lost_run_is_resumed_once_its_lease_expires(
 
 
 def test_a_job_whose_runs_are_always_lost_fails_after_max_attempts(
-    settings: Settings, processes: tuple[Services, Services]
+    settings: Settings, processes: tuple[Conductor, Conductor]
 ) -> None:
     """A run that always dies is not resumed for ever: after max_attempts
     (3) lost runs the next claimer records Failed{lost-runs} and dequeues."""
@@ -191,7 +191,7 @@ def test_a_job_whose_runs_are_always_lost_fails_after_max_attempts(
 
 
 def test_two_processes_starting_one_job_run_it_once(
-    settings: Settings, processes: tuple[Services, Services]
+    settings: Settings, processes: tuple[Conductor, Conductor]
 ) -> None:
     write_people(settings, 300)
     clock = Clock()
@@ -221,7 +221,7 @@ def test_two_processes_starting_one_job_run_it_once(
 
 
 def test_a_run_whose_lease_was_taken_over_stops_and_records_nothing(
-    settings: Settings, processes: tuple[Services, Services]
+    settings: Settings, processes: tuple[Conductor, Conductor]
 ) -> None:
     """A run that stalled past its lease (a long GC pause, a hung disk) finds
     another run took the job over: it stops at its next chunk, no events."""
@@ -295,7 +295,7 @@ def test_run_due_on_the_command_line_resumes_a_lost_run(
 ) -> None:
     """The operator's way with no server running: `conductor er run-due`."""
     write_people(settings, 80)
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         app = assist(services, Clock())
         job_id = request(app)
@@ -308,7 +308,7 @@ def test_run_due_on_the_command_line_resumes_a_lost_run(
     assert f"job {job_id}: completed, 80 records embedded" in ran.stdout
     again = cli(database_url, tmp_path / "var", "er", "run-due")
     assert (again.returncode, again.stdout.strip()) == (0, "no embedding job is due")
-    services = build_services(settings)
+    services = build_conductor(settings)
     try:
         assert services.er is not None
         job = services.er.app.get_job(tenant="acme", job_id=job_id)

@@ -576,8 +576,8 @@ def test_a_truncated_checkpoint_is_named(
 ) -> None:
     """A genuine older checkpoint, too small to hold the events, fails inclusion."""
     _, _, directory = proven(client, settings)
-    services = client.app.state.services
-    small = services.checkpoints.at(1) or _sign_at_one(services)
+    services = client.app.state.conductor
+    small = services.core.checkpoints.at(1) or _sign_at_one(services)
     failures = _verify_with_checkpoint(client, settings, directory, small.envelope)
     assert failures
     assert all("proved against a tree of" in line for line in failures), failures
@@ -587,14 +587,14 @@ def _sign_at_one(services: Any) -> Any:
     """A properly signed checkpoint of the first event alone."""
     from adapters.ledger.checkpoints import CHECKPOINT_TYPE, Checkpoint  # noqa: PLC0415
 
-    services.checkpoints.sync()
-    root = services.checkpoints._tree.root(1).hex()  # the test's forgery kit
+    services.core.checkpoints.sync()
+    root = services.core.checkpoints._tree.root(1).hex()  # the test's forgery kit
     payload = json.dumps(
         {"origin": "conductor", "size": 1, "rootHash": root, "lastPosition": 1},
         sort_keys=True,
         separators=(",", ":"),
     ).encode()
-    return Checkpoint(1, root, 1, services.keys.sign(CHECKPOINT_TYPE, payload))
+    return Checkpoint(1, root, 1, services.core.keys.sign(CHECKPOINT_TYPE, payload))
 
 
 def _verify_with_checkpoint(
@@ -608,7 +608,7 @@ def _verify_with_checkpoint(
 
     manifest = manifest_of(directory)
     manifest["checkpoint"] = checkpoint
-    envelope = client.app.state.services.keys.sign(
+    envelope = client.app.state.conductor.core.keys.sign(
         PROOF_TYPE, json.dumps(manifest).encode()
     )
     (directory / PROOF_FILE).write_text(json.dumps(envelope))
@@ -798,8 +798,8 @@ def test_ledger_endpoints_serve_proofs_that_check_against_signed_heads(
 
 
 def _hash_at(client: TestClient[Any], position: int) -> str:
-    services = client.app.state.services
-    entries = services.ledger.entries(after=position - 1, limit=1)
+    services = client.app.state.conductor
+    entries = services.core.ledger.entries(after=position - 1, limit=1)
     return str(entries[0].hash)
 
 

@@ -110,7 +110,7 @@ def _request(case: Case) -> dict[str, Any]:
 
 def _check(target: Target, operation: APIOperation, case: Case) -> None:
     """Send one generated request: no 5xx, and a 4xx leaves the log as it was."""
-    ledger = target.client.app.state.services.ledger
+    ledger = target.client.app.state.conductor.core.ledger
     kwargs = _request(case)
     before = ledger.head()
     response = target.client.request(**kwargs)

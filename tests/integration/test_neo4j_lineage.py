@@ -39,8 +39,8 @@ def graph_client(settings: Settings) -> Any:
         neo4j_password=os.environ.get("NEO4J_PASSWORD", ""),
     )
     with TestClient(create_app(configured)) as client:
-        services = client.app.dependencies["services"].dependency()
-        services.lineage.reset()
+        services = client.app.state.conductor
+        services.catalog.lineage.reset()
         yield client, services
 
 
@@ -61,8 +61,8 @@ def test_neo4j_lineage_matches_the_sql_lineage(graph_client: Any) -> None:
         f"/v1/datasets/{report['id']}/lineage?depth=5", headers=wait
     ).json()
     assert [n["name"] for n in graph["nodes"]] == ["report", "clean", "raw"]
-    services.runners["catalog"].wait(done["position"], 5)
-    sql = services.catalog.lineage("acme", UUID(report["id"]), "up", 5)
+    services.core.runners["catalog"].wait(done["position"], 5)
+    sql = services.catalog.view.lineage("acme", UUID(report["id"]), "up", 5)
     assert [n.name for n in sql.nodes] == [n["name"] for n in graph["nodes"]]
 
 
@@ -73,7 +73,7 @@ def test_neo4j_keeps_the_tip_a_follower_checks(graph_client: Any) -> None:
     from projections.lineage import LineageChanges  # noqa: PLC0415
 
     _, services = graph_client
-    view = services.lineage
+    view = services.catalog.lineage
     view.reset()
     assert view.tip("ledger") is None
     view.apply(LineageChanges(), Tracking("ledger", 3), tip_hash="ab" * 32)

@@ -101,7 +101,7 @@ def export(client: TestClient[Any], dataset_id: str, tenant: str = "acme") -> An
 
 
 def log_head(client: TestClient[Any]) -> Any:
-    return client.app.state.services.ledger.head()
+    return client.app.state.conductor.core.ledger.head()
 
 
 @pytest.mark.parametrize("kind", sorted(RUNAWAYS))
@@ -117,7 +117,7 @@ def test_a_runaway_policy_is_refused_at_publication_naming_the_limit(
     assert error["rule"] in LIMIT_RULES, error
     assert "exceeded" in error["message"]
     assert log_head(app_client) == before
-    kills = app_client.app.state.services.exports.engine.sandboxed.sandbox.kills
+    kills = app_client.app.state.conductor.exports.app.engine.sandboxed.sandbox.kills
     assert sum(kills.values()) >= 1
 
 
@@ -229,7 +229,7 @@ def replay(client: TestClient[Any], export_id: str) -> Any:
     """The decision re-run offline from the whole log, in a fresh sandbox."""
     from uuid import UUID  # noqa: PLC0415
 
-    ledger = client.app.state.services.ledger
+    ledger = client.app.state.conductor.core.ledger
     records = read_log_of(ledger)
     engine = TieredRegoEngine(RegoSandbox())
     try:

@@ -147,7 +147,7 @@ def world(client: TestClient[Any], settings: Settings) -> World:
     budget = {"period": "month", "costCapUnits": 100}
     put = client.put("/v1/tenants/globex/budget", json=budget, headers=GLOBEX)
     assert put.status_code == 201, put.text
-    client.app.state.services.incidents.breach(
+    client.app.state.conductor.autopilot.incidents.breach(
         "globex",
         f"{MARK}.page",
         title=f"{MARK} burn",
@@ -359,7 +359,7 @@ def _routes(settings: Settings) -> dict[tuple[str, str], set[str]]:
             for method in handler.http_methods - {"OPTIONS", "HEAD"}
         }
     finally:
-        app.state.services.close()
+        app.state.conductor.close()
 
 
 def test_every_id_taking_route_has_an_isolation_case(tmp_path: Path) -> None:

@@ -264,14 +264,14 @@ def test_the_tenancy_view_equals_a_rebuild_from_the_log(
 ) -> None:
     """Reset and catch up: the same slices for each tenant and the public part."""
     del world
-    services = client.app.state.services
-    runner = services.runners["tenancy"]
-    head = services.ledger.head().position
+    services = client.app.state.conductor
+    runner = services.core.runners["tenancy"]
+    head = services.core.ledger.head().position
     assert runner.wait(head, 5)
 
     def slices() -> dict[str, list[int]]:
         return {
-            who: services.tenancy.slice(who, after=0, until=head, limit=10_000)
+            who: services.core.tenancy.slice(who, after=0, until=head, limit=10_000)
             for who in ("acme", "globex", PUBLIC, "nobody")
         }
 
@@ -281,8 +281,8 @@ def test_the_tenancy_view_equals_a_rebuild_from_the_log(
     assert set(before["acme"]) & set(before["globex"]) == set(before[PUBLIC])
     runner.stop()
     try:
-        services.tenancy.reset()
-        assert services.tenancy.slice("acme", after=0, until=head, limit=10) == []
+        services.core.tenancy.reset()
+        assert services.core.tenancy.slice("acme", after=0, until=head, limit=10) == []
         runner.catch_up()
         assert slices() == before
     finally:
