@@ -16,15 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.exports.dlp import recognisers as rec
-from adapters.exports.dlp.engine import (
-    PRESETS,
-    DlpReport,
+from adapters.exports.dlp.engine import PRESETS, DlpReport, transform_file
+from adapters.exports.dlp.errors import (
     ResidualPiiError,
     SourceFormatError,
     UnclassifiedColumnError,
-    dob_year,
-    transform_file,
 )
+from adapters.exports.dlp.masks import dob_year
 
 if TYPE_CHECKING:
     from pathlib import Path

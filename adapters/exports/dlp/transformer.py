@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from adapters.exports.dlp import engine as dlp
+from adapters.exports.dlp.engine import transform_file
+from adapters.exports.dlp.errors import (
+    ResidualPiiError,
+    SourceFormatError,
+    UnclassifiedColumnError,
+)
 from application.ports import TransformRefusedError, TransformReport
 
 if TYPE_CHECKING:
@@ -30,7 +35,7 @@ class DlpTransformer:
         progress: Callable[[int, int], None],
     ) -> TransformReport:
         try:
-            report = dlp.transform_file(
+            report = transform_file(
                 source,
                 destination,
                 columns=columns,
@@ -40,16 +45,16 @@ class DlpTransformer:
                 progress=progress,
                 workers=self.workers,
             )
-        except dlp.UnclassifiedColumnError as error:
+        except UnclassifiedColumnError as error:
             raise TransformRefusedError(
                 "unclassified_columns", "unclassified: " + ", ".join(error.columns)
             ) from None
-        except dlp.ResidualPiiError as error:
+        except ResidualPiiError as error:
             kinds = sorted({hit[2] for hit in error.hits})
             raise TransformRefusedError(
                 "residual_pii", f"{len(error.hits)} hit(s) after transform: {kinds}"
             ) from None
-        except dlp.SourceFormatError as error:
+        except SourceFormatError as error:
             raise TransformRefusedError("source_format", str(error)) from None
         return TransformReport(
             rows=report.rows,
