@@ -20,8 +20,9 @@ from adapters.ledger.chain import GENESIS, row_hash
 from adapters.ledger.transcoder import CanonicalJSONTranscoder
 from application.exports.gate import input_digest, same_outcome
 from application.ports import LogEntry, Verdict
-from domain.exports.export import Export, export_input
+from domain.exports.export import Export
 from domain.exports.policy import Policy, policy_digest
+from domain.exports.request import export_input
 from domain.ledger.keys import SigningKeyRing
 
 if TYPE_CHECKING:

@@ -19,8 +19,9 @@ from application.exports.gate import input_digest, judge
 from application.exports.policy_store import ExportPolicies
 from application.ports import TransformRefusedError
 from domain.errors import FieldViolation, NotFoundError, ValidationError
-from domain.exports.export import Export, export_input
+from domain.exports.export import Export
 from domain.exports.policy import Policy
+from domain.exports.request import export_input
 from domain.ledger.keys import SigningKeyRing
 
 if TYPE_CHECKING:

@@ -4,26 +4,25 @@ Requested -> Decided (allowed or denied; recorded either way) -> Delivered ->
 ProofIssued, or Failed when the DLP or the proof step refuses. While the
 manual-review backout is on, a decision the platform floor allows waits as
 pending_review until someone else in the tenant approves it (Reviewed) or
-rejects it. The input the policies saw is a pure function of the dataset state
-in force and the request, so an auditor can rebuild it from the log alone
-(`export_input`).
+rejects it. The request's own rules and the policy input are in
+``domain.exports.request``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ConflictError, DomainError, FieldViolation, ValidationError
+from domain.exports.request import check_request
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from domain.catalog.dataset import Dataset
 
-PRESETS = ("tokenize_strict", "mask", "redact", "none")
 PROOF_TYPE = "application/vnd.conductor.export-proof+json"
 PROOF_FILE = "proof.dsse.json"
 """Each finished export is a directory holding the exported file and this."""
@@ -46,38 +45,6 @@ class SelfReviewError(DomainError):
         super().__init__(
             f"{reviewer} requested export {export_id} and cannot also review it"
         )
-
-
-def export_input(
-    dataset: Dataset,
-    *,
-    preset: str,
-    purpose: str,
-    destination_region: str,
-    requester: str,
-) -> dict[str, Any]:
-    """What the export policy is asked about (JSON-ready, no floats)."""
-    return {
-        "dataset": {
-            "id": str(dataset.id),
-            "version": dataset.version,
-            "name": dataset.name,
-            "license": dataset.license,
-            "purposes": list(dataset.purposes),
-            "region": dataset.region,
-            "retention": dataset.retention,
-            "status": "retired" if dataset.retired else "active",
-            "contract_status": dataset.contract_status,
-            "contract_version": dataset.contract_version,
-            "columns": {c.name: c.classification for c in dataset.columns},
-        },
-        "request": {
-            "purpose": purpose,
-            "preset": preset,
-            "destination_region": destination_region,
-            "requester": requester,
-        },
-    }
 
 
 class Export(Aggregate):
@@ -193,25 +160,12 @@ class Export(Aggregate):
         regions: frozenset[str],
     ) -> Export:
         """Validate the request's own fields (the policy judges the rest)."""
-        violations = []
-        if preset not in PRESETS:
-            violations.append(
-                FieldViolation(
-                    "preset", "allowed-value", f"must be one of {', '.join(PRESETS)}"
-                )
-            )
-        if not purpose.strip() or len(purpose) > 64:
-            violations.append(FieldViolation("purpose", "required", "1-64 characters"))
-        if destination_region not in regions:
-            violations.append(
-                FieldViolation(
-                    "destination_region",
-                    "allowed-region",
-                    f"must be one of {', '.join(sorted(regions))}",
-                )
-            )
-        if violations:
-            raise ValidationError(violations)
+        check_request(
+            preset=preset,
+            purpose=purpose,
+            destination_region=destination_region,
+            regions=regions,
+        )
         return cls(
             tenant=tenant,
             dataset_id=dataset.id,

@@ -12,8 +12,9 @@ from adapters.exports.rego import UNDEFINED, RegoEngine
 from application.exports.gate import input_digest, platform_policy_sources
 from domain.catalog.dataset import Dataset
 from domain.errors import ValidationError
-from domain.exports.export import Export, ExportStateError, export_input
+from domain.exports.export import Export, ExportStateError
 from domain.exports.policy import Policy, policy_digest
+from domain.exports.request import export_input
 from domain.values import Column, DatasetSpec
 
 REGIONS = frozenset({"US", "EU", "UK"})
