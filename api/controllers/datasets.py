@@ -18,7 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
 from api.bootstrap import CatalogBundle, Core, DrBundle
-from api.paging import After, ceiling, next_link
+from api.paging import After, bad_cursor, ceiling, next_link
 from api.problems import Problem
 from api.requests import (
     command_response,
@@ -173,17 +173,7 @@ def encode_cursor(query: CatalogQuery, after: tuple[Any, int]) -> str:
 
 
 def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
-    bad = Problem(
-        400,
-        "the 'after' cursor is not one this search returned",
-        errors=[
-            {
-                "field": "after",
-                "rule": "cursor",
-                "message": "pass the 'next' value of the previous page unchanged",
-            }
-        ],
-    )
+    bad = bad_cursor("search")
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         key, rid, digest = data["k"], data["r"], data["q"]

@@ -15,7 +15,14 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
 from api.bootstrap import Core, DrBundle, ExportsBundle
-from api.paging import After, ceiling, next_link
+from api.paging import (
+    After,
+    bad_cursor,
+    ceiling,
+    decode_key,
+    encode_key,
+    next_link,
+)
 from api.problems import Problem
 from api.requests import idempotency, principal, read_model
 from api.schemas.exports import (
@@ -25,9 +32,11 @@ from api.schemas.exports import (
     ExportCreate,
     ExportOut,
     ExportPage,
+    PolicyBindingOut,
     PolicyCreate,
     PolicyModuleOut,
     PolicyOut,
+    PolicyPage,
     PolicyPublished,
     ProgressOut,
     ReviewCreate,
@@ -141,17 +150,7 @@ def _after(cursor: str) -> tuple[str, str]:
         )
         UUID(export_id)
     except (ValueError, TypeError, binascii.Error):
-        raise Problem(
-            400,
-            "the 'after' cursor is not one this listing returned",
-            errors=[
-                {
-                    "field": "after",
-                    "rule": "cursor",
-                    "message": "pass the 'next' value of the previous page unchanged",
-                }
-            ],
-        ) from None
+        raise bad_cursor("listing") from None
     return str(created), str(export_id)
 
 
@@ -185,6 +184,46 @@ class PolicyController(Controller):
             status_code=status,
             headers={"Location": f"/v1/policies/{result.digest}"},
         )
+
+    @get(
+        "/",
+        operation_id="ListPolicies",
+        guards=[requires("export.request", "export.approve", "audit.read")],
+        sync_to_thread=True,
+    )
+    def list_policies(
+        self,
+        request: Request[Any, Any, Any],
+        exports: NamedDependency[ExportsBundle],
+        after: After = None,
+        limit: Limit = 50,
+    ) -> Response[PolicyPage]:
+        """The policies the tenant's export gate was bound to, newest first."""
+        policies = exports.app.policies
+        history = policies.bindings(principal(request).tenant)
+        newest = history[0][1] if history else None
+        if after:
+            before = decode_key(after, listing="policy list")
+            if not before.isascii() or not before.isdigit():
+                raise bad_cursor("policy list")
+            history = [(d, at) for d, at in history if at < int(before)]
+        page = history[:limit]
+        cursor = encode_key(str(page[-1][1])) if len(history) > limit else None
+        body = PolicyPage(
+            items=[
+                PolicyBindingOut(
+                    digest=digest,
+                    name=policies.get_policy(digest).name,
+                    bound_at=at,
+                    published_at=policies.policy_position(digest),
+                    active=at == newest,
+                )
+                for digest, at in page
+            ],
+            next=cursor,
+            platform_digest=policies.platform_digest,
+        )
+        return Response(body, headers=next_link(request, cursor))
 
     @get(
         "/{digest:str}",

@@ -30,6 +30,27 @@ class PolicyOut(Out, frozen=True):
     position: int | None = None
 
 
+class PolicyBindingOut(Out, frozen=True):
+    """One binding of the tenant's export gate: which policy, from when."""
+
+    digest: str
+    name: str
+    bound_at: int
+    """Log position of the binding event."""
+    published_at: int
+    """Log position of the policy's publication."""
+    active: bool
+    """Whether the gate is bound to it now (the newest binding)."""
+
+
+class PolicyPage(Out, frozen=True):
+    items: list[PolicyBindingOut]
+    next: str | None
+    """Opaque cursor for the next page (pass as ?after=); null at the end."""
+    platform_digest: str
+    """The platform floor every export passes first (shipped, not tenant's)."""
+
+
 class PolicyPublished(Out, frozen=True):
     digest: str
     position: int | None

@@ -149,11 +149,17 @@ class ExportPolicies(LedgerApplication):
 
     def bound_digests(self, tenant: str) -> set[str]:
         """Every digest the tenant's export binding has ever pointed at."""
+        return {digest for digest, _ in self.bindings(tenant)}
+
+    def bindings(self, tenant: str) -> list[tuple[str, int]]:
+        """The digests the tenant's export gate was bound to, newest first,
+        each with the log position of its Bound or Rebound event."""
         binding_id = PolicyBinding.create_id(tenant, EXPORT_POLICY)
-        return {
-            str(json.loads(entry.state).get("digest", ""))
+        found = [
+            (str(json.loads(entry.state).get("digest", "")), entry.position)
             for entry in self.event_log.entries_for(binding_id)
-        }
+        ]
+        return [(digest, at) for digest, at in reversed(found) if digest]
 
     def active_policy(self, tenant: str) -> Policy:
         """The tenant's bound export policy; the built-in one until they publish.

@@ -103,9 +103,42 @@ def test_incidents_page_newest_first(client: TestClient[Any]) -> None:
     assert [len(p["items"]) for p in pages] == [2, 1]
 
 
+def _policy(rule: str) -> dict[str, Any]:
+    source = (
+        "package conductor.export\nimport rego.v1\n"
+        f'{rule} if input.request.purpose == "{rule}"\n'
+        f'deny contains "{rule}" if {rule}\n'
+        "default allow := false\nallow if count(deny) == 0\n"
+        'decision := {"allow": allow, "deny": sort(deny)}\n'
+    )
+    return {"name": "export", "modules": [{"name": "gate.rego", "source": source}]}
+
+
+def test_policies_list_the_tenants_bindings_newest_first(
+    client: TestClient[Any],
+) -> None:
+    """Each publication rebinds the gate; the list pages through the history."""
+    approver = bearer("acme", "export.approve")
+    digests = []
+    for n in range(3):
+        done = client.post("/v1/policies", json=_policy(f"rule_{n}"), headers=approver)
+        assert done.status_code == 201, done.text
+        digests.append(done.json()["digest"])
+    pages = _walk(client, "/v1/policies?limit=2", approver)
+    items = [item for page in pages for item in page["items"]]
+    assert [i["digest"] for i in items] == digests[::-1]
+    assert [i["active"] for i in items] == [True, False, False]
+    assert all(i["boundAt"] >= i["publishedAt"] for i in items)
+    assert pages[0]["platformDigest"] not in digests
+    other = client.get("/v1/policies", headers=bearer("globex", "export.approve"))
+    assert other.status_code == 200, other.text
+    assert other.json()["items"] == []
+
+
 @pytest.mark.parametrize(
     "url",
     [
+        "/v1/policies?after=not-a-cursor",
         "/v1/datasets?after=not-a-cursor",
         "/v1/exports?after=not-a-cursor",
         "/v1/incidents?after=bm90LWFuLWlk",
@@ -127,6 +160,7 @@ def test_a_cursor_not_handed_out_is_a_400_naming_after(
         ("/v1/exports", 200),
         ("/v1/log", 1000),
         ("/v1/incidents", 200),
+        ("/v1/policies", 200),
     ],
 )
 def test_every_list_refuses_a_limit_over_its_ceiling(
