@@ -21,6 +21,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ConflictError, FieldViolation, ValidationError
+from domain.topics import keep_stored_topics
 
 PERIODS = ("hour", "day", "week", "month")
 ROUTE_CLASSES = ("query", "command", "export", "embedding", "drill")
@@ -286,3 +287,6 @@ class TenantBudget(Aggregate):
     def _require_budget(self) -> None:
         if not self.period:
             raise BudgetNotSetError(self.tenant)
+
+
+keep_stored_topics(__name__, stored_as="domain.budget")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.domain import Aggregate, event
 
 from domain.autopilot.budget import LATENCY_BOUNDS_MS
+from domain.topics import keep_stored_topics
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -97,3 +98,6 @@ class Usage(Aggregate):
         self.start_ms = start_ms
         self.end_ms = end_ms
         self.classes = classes
+
+
+keep_stored_topics(__name__, stored_as="domain.usage")

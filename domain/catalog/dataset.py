@@ -8,6 +8,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DatasetRetiredError, FieldViolation, ValidationError
+from domain.topics import keep_stored_topics
 from domain.values import Column, DatasetSpec
 
 if TYPE_CHECKING:
@@ -239,3 +240,6 @@ def _unique_links(upstream: Sequence[UUID], *, self_id: UUID) -> tuple[UUID, ...
     if violations:
         raise ValidationError(violations)
     return tuple(dict.fromkeys(upstream))
+
+
+keep_stored_topics(__name__, stored_as="domain.dataset")

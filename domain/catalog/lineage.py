@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import LineageCycleError
+from domain.topics import keep_stored_topics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -74,3 +75,6 @@ class LineageGraph(Aggregate):
                     parents[up] = node
                     stack.append(up)
         return None
+
+
+keep_stored_topics(__name__, stored_as="domain.lineage")

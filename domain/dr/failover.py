@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ConflictError, FieldViolation, ValidationError
+from domain.topics import keep_stored_topics
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -237,3 +238,6 @@ class Failover(Aggregate):
     def _sign_evidence(self, *, sha256: str, key_id: str, signature: str) -> None:
         self.evidence_sha256 = sha256
         self.status = "signed"
+
+
+keep_stored_topics(__name__, stored_as="domain.failover")

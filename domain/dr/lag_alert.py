@@ -8,6 +8,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ConflictError
+from domain.topics import keep_stored_topics
 
 
 class LagAlertStateError(ConflictError):
@@ -64,3 +65,6 @@ class LagAlert(Aggregate):
     @event(Cleared)
     def _clear(self, *, lag_ms: int) -> None:
         self.firing = False
+
+
+keep_stored_topics(__name__, stored_as="domain.lag_alert")

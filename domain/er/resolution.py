@@ -16,6 +16,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ConflictError, DomainError, NotFoundError
+from domain.topics import keep_stored_topics
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -305,3 +306,6 @@ class Resolution(Aggregate):
     ) -> None:
         del score, merge_at, gate_digest
         self.decisions[(left, right)] = merged
+
+
+keep_stored_topics(__name__, stored_as="domain.er")

@@ -17,6 +17,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ConflictError, DomainError, FieldViolation, ValidationError
 from domain.exports.request import check_request
+from domain.topics import keep_stored_topics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -332,3 +333,6 @@ class Export(Aggregate):
     def _require(self, status: str, step: str) -> None:
         if self.status != status:
             raise ExportStateError(self.id, self.status, step)
+
+
+keep_stored_topics(__name__, stored_as="domain.export")

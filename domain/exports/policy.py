@@ -11,6 +11,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import FieldViolation, ValidationError
+from domain.topics import keep_stored_topics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -141,3 +142,6 @@ class PolicyBinding(Aggregate):
     @event(Rebound)
     def _rebind(self, *, digest: str) -> None:
         self.digest = digest
+
+
+keep_stored_topics(__name__, stored_as="domain.policy")

@@ -6,6 +6,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.topics import keep_stored_topics
+
 
 class SigningKeyRing(Aggregate):
     """Every public key Conductor has signed with (old proofs keep verifying)."""
@@ -37,3 +39,6 @@ class SigningKeyRing(Aggregate):
     def _add(self, *, key_id: str, public_key_pem: str, created_at: str) -> None:
         del created_at
         self.keys[key_id] = public_key_pem
+
+
+keep_stored_topics(__name__, stored_as="domain.keys")

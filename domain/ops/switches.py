@@ -13,6 +13,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import FieldViolation, ValidationError
+from domain.topics import keep_stored_topics
 
 BACKOUTS = {
     "disable-secondary-reads": (
@@ -88,3 +89,6 @@ class Switchboard(Aggregate):
     def _release(self, *, switch: str, by: str, reason: str) -> None:
         del by, reason
         self.engaged.pop(switch, None)
+
+
+keep_stored_topics(__name__, stored_as="domain.switches")

@@ -96,12 +96,10 @@ def test_resolve_returns_pairs_and_decisions_and_records_them_as_events(
     assert body["position"] > 0
     logged = entries(client)
     seen = [e["topic"] for e in logged]
-    assert "domain.er.resolution:Resolution.Requested" in seen
-    assert "domain.er.resolution:ErQuota.Charged" in seen
+    assert "domain.er:Resolution.Requested" in seen
+    assert "domain.er:ErQuota.Charged" in seen
     decided = [e["state"] for e in logged if e["topic"].endswith(".MergeDecided")]
-    assert (
-        seen.count("domain.er.resolution:Resolution.MergeProposed") == len(decided) >= 4
-    )
+    assert seen.count("domain.er:Resolution.MergeProposed") == len(decided) >= 4
     merged = {(d["left"], d["right"]): d["merged"] for d in decided}
     assert merged[("r0", "r1")] is True
     assert merged[("r0", "r2")] is False

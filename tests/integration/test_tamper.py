@@ -34,7 +34,7 @@ OK = re.compile(
     r"ok: ([\d,]+) events checked in [\d.]+s \(([\d,]+|inf) events/s\); "
     r"head position (\d+) hash ([0-9a-f]{64})"
 )
-RETIRED_TOPIC = "domain.catalog.dataset:Dataset.Retired"
+RETIRED_TOPIC = "domain.dataset:Dataset.Retired"
 TAMPERED = 3
 """The position tampered with: neither the first nor the last event."""
 

@@ -170,7 +170,7 @@ def test_a_tenants_audit_token_reads_its_own_slice_and_nothing_of_another(
     gates = [p["digest"] for p in published if p["name"] == "export"]
     assert len(gates) == 2  # the built-in gate acme first bound, and its own
     assert world.acme_digest in gates
-    assert "domain.ledger.keys:SigningKeyRing.KeyAdded" in topics
+    assert "domain.keys:SigningKeyRing.KeyAdded" in topics
     assert all(e["state"].get("tenant", "acme") == "acme" for e in body["entries"])
     assert body["tenant"] == "acme"
     assert_proven(body)
@@ -183,9 +183,12 @@ def test_a_tenants_audit_token_reads_its_own_slice_and_nothing_of_another(
 def test_the_operator_reads_the_whole_log_exactly_as_before(
     client: TestClient[Any], world: World
 ) -> None:
-    """audit.platform: every tenant's events, no slice fields, no proofs."""
+    """audit.platform: every tenant's events, no slice fields, no proofs
+    (``next`` is the paging convention's name for ``nextAfter``)."""
     body = client.get("/v1/log?limit=1000", headers=OPERATOR).json()
-    assert set(body) == {"entries", "head", "nextAfter"}
+    assert set(body) == {"entries", "head", "nextAfter", "next"}
+    assert body["next"] is None
+    assert body["nextAfter"] is None
     assert [e["position"] for e in body["entries"]] == list(
         range(1, body["head"]["position"] + 1)
     )

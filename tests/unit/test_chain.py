@@ -59,7 +59,7 @@ def test_fast_hash_equals_reference_hash(
     the whole."""
     raw = CanonicalJSONTranscoder().encode(state)
     oid = uuid4()
-    topic = "domain.catalog.dataset:Dataset.Registered"
+    topic = "domain.dataset:Dataset.Registered"
     assert event_hash(position, oid, version, topic, raw, prev) == reference_hash(
         position, oid, version, topic, raw, prev
     )
@@ -90,7 +90,7 @@ def test_any_byte_change_changes_the_hash() -> None:
 def test_topics_that_would_need_escaping_are_refused() -> None:
     """The fast path assumes plain topics; anything else is an error, not a
     wrong hash."""
-    assert check_topic("domain.catalog.dataset:Dataset.Registered")
+    assert check_topic("domain.dataset:Dataset.Registered")
     for bad in ['a"b', "a\\b", "é", "a b"]:
         try:
             check_topic(bad)
