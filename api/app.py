@@ -21,11 +21,12 @@ from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
 from api.controllers.dr import DrController
 from api.controllers.er import ErController
-from api.controllers.exports import ExportController, PolicyController, ProofController
+from api.controllers.exports import ExportController, ProofController
 from api.controllers.incidents import IncidentController
 from api.controllers.ledger import LedgerController, public_keys
 from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
+from api.controllers.policies import PolicyController
 from api.controllers.switches import SwitchController
 from api.logging import configure_logging, request_logging
 from api.middleware.shaping import add_throttle_header, shaping_hook

@@ -109,6 +109,7 @@ API_MODULES = {
     "log_slice": "audit",
     "audit_slice": "audit",
     "export_worker": "exports",
+    "policies": "exports",
     "switches": "ops",
     "dr_drill": "dr",
     "dr_load": "dr",
