@@ -21,6 +21,7 @@ from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
 from api.controllers.dr import DrController
 from api.controllers.er import ErController
+from api.controllers.er_jobs import ErJobController
 from api.controllers.exports import ExportController, ProofController
 from api.controllers.incidents import IncidentController
 from api.controllers.ledger import LedgerController, public_keys
@@ -110,6 +111,7 @@ def create_app(
             public_keys,
             CatalogController,
             ErController,
+            ErJobController,
             DrController,
             BudgetController,
             IncidentController,

@@ -17,7 +17,7 @@ from api.schemas.base import CommandAccepted
 from application.base import IdempotencyKey
 
 if TYPE_CHECKING:
-    from api.bootstrap import CatalogBundle
+    from api.wiring.catalog import CatalogBundle
     from application.base import CommandResult
     from projections.runner import BatchRunner
 

@@ -12,9 +12,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
-from api.bootstrap import AutopilotBundle
 from api.problems import Problem
 from api.requests import principal
+from api.wiring.autopilot import AutopilotBundle
 from application.autopilot.tenant_burn import measure
 from domain.autopilot.budget import TenantBudget, budget_id, dec
 

@@ -8,9 +8,11 @@ from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 
 from api.auth import requires
-from api.bootstrap import CatalogBundle, Core, DrBundle
 from api.requests import principal, read_model
 from api.schemas.catalog import CoverageOut
+from api.wiring.catalog import CatalogBundle
+from api.wiring.core import Core
+from api.wiring.dr import DrBundle
 from projections.coverage import CatalogQueries
 
 

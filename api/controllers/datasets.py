@@ -17,7 +17,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import CatalogBundle, Core, DrBundle
 from api.paging import After, bad_cursor, ceiling, next_link
 from api.problems import Problem
 from api.requests import (
@@ -42,6 +41,9 @@ from api.schemas.catalog import (
     LineageOut,
 )
 from api.schemas.ledger import entry_out
+from api.wiring.catalog import CatalogBundle
+from api.wiring.core import Core
+from api.wiring.dr import DrBundle
 from domain.values import Column, DatasetSpec
 from projections.catalog import CatalogQuery
 

@@ -24,12 +24,13 @@ from adapters.dr.router import (
     StaleEpochError,
 )
 from api.auth import requires
-from api.bootstrap import Core, DrBundle
 from api.controllers.datasets import Depth
 from api.problems import Problem, region_problem
 from api.requests import principal
 from api.runtime.dr import DrRuntime, read_from
 from api.schemas.catalog import LineageEdgeOut, LineageNodeOut, LineageOut
+from api.wiring.core import Core
+from api.wiring.dr import DrBundle
 
 Key = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 

@@ -1,9 +1,9 @@
-"""/v1/er: resolve batches, nearest stored records, embedding jobs."""
+"""/v1/er: resolve batches, nearest stored records, the resolutions list."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 import structlog
@@ -12,27 +12,36 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Core
+from api.paging import After, bad_cursor, ceiling, decode_key, encode_key, next_link
 from api.problems import Problem
-from api.requests import principal
+from api.requests import principal, read_model
 from api.runtime.er import ErRuntime
 from api.schemas.er import (
     CandidatesOut,
-    JobCreate,
-    JobOut,
     NeighbourOut,
     PairOut,
+    ResolutionOut,
+    ResolutionPage,
     ResolveOut,
     ResolveRequest,
 )
+from api.wiring.core import Core
 from application.er.inputs import ErRecord
-from domain.er.resolution import EmbeddingJob, ErCapExceededError
+from domain.er.resolution import ErCapExceededError
 from domain.errors import ValidationError
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from projections.er import JobRow, ResolutionRow
+
 log = structlog.get_logger("conductor.er")
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description=ceiling(50, 200))]
+JobStatus = Literal["scheduled", "running", "completed", "failed"]
+EntitySet = Annotated[str | None, QueryParameter(name="entitySet", max_length=64)]
 
 
-def _invalid(error: ValidationError) -> Problem:
+def invalid(error: ValidationError) -> Problem:
     """422 naming each field as sent (record field names are data, not camelCase)."""
     return Problem(
         422,
@@ -44,7 +53,7 @@ def _invalid(error: ValidationError) -> Problem:
     )
 
 
-def _over_cap(error: ErCapExceededError, core: Core) -> Problem:
+def over_cap(error: ErCapExceededError, core: Core) -> Problem:
     core.metrics.er_cap_refusals.inc()
     now = datetime.now(UTC)
     midnight = (now + timedelta(days=1)).replace(
@@ -75,21 +84,51 @@ def _over_cap(error: ErCapExceededError, core: Core) -> Problem:
     )
 
 
-def job_out(job: EmbeddingJob, er: ErRuntime, position: int | None = None) -> JobOut:
-    live = er.worker.progress(job.id)
-    return JobOut(
-        id=job.id,
-        entity_set=job.entity_set,
-        status=job.status,
-        records=job.records,
-        done=live[0] if live else job.embedded,
-        forced=job.forced,
-        run_after=job.run_after,
-        attempt=job.attempt,
-        position=position,
-        vectors_sha256=job.vectors_sha256 or None,
-        failure=job.failure or None,
+def resolution_out(row: ResolutionRow) -> ResolutionOut:
+    return ResolutionOut(
+        id=row.id,
+        entity_set=row.entity_set,
+        records=row.records,
+        candidate_pairs=row.candidate_pairs,
+        pairs_proposed=row.proposed,
+        pairs_decided=row.decided,
+        merges=row.merged,
+        gate_digest=row.gate_digest,
+        position=row.position,
     )
+
+
+def page_cursor(
+    kind: str, rows: Sequence[JobRow | ResolutionRow], limit: int
+) -> str | None:
+    """The next page's cursor (``rows`` holds one more than a page if there is one):
+    the listing, then the last row's request position and id."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_key(f"{kind}:{last.created}:{last.id}")
+
+
+def cursor_position(
+    after: str,
+    *,
+    kind: str,
+    tenant: str,
+    load: Callable[[Sequence[UUID]], Mapping[UUID, JobRow | ResolutionRow]],
+) -> int:
+    """The request position a cursor continues after: only a cursor this listing
+    handed to this tenant (it names one of the tenant's rows), else a 400."""
+    listing = f"{kind} list"
+    named, _, rest = decode_key(after, listing=listing).partition(":")
+    created, _, row_id = rest.partition(":")
+    try:
+        key = UUID(row_id)
+    except ValueError:
+        raise bad_cursor(listing) from None
+    row = load([key]).get(key) if named == kind else None
+    if row is None or row.tenant != tenant or f"{row.created}" != created:
+        raise bad_cursor(listing)  # forged, another listing's or another tenant's
+    return row.created
 
 
 class ErController(Controller):
@@ -124,9 +163,9 @@ class ErController(Controller):
                 k=data.k,
             )
         except ValidationError as error:
-            raise _invalid(error) from None
+            raise invalid(error) from None
         except ErCapExceededError as error:
-            raise _over_cap(error, core) from None
+            raise over_cap(error, core) from None
         er.charge_embeddings(tenant, len(data.records))
         gate = er.app.policy.gate
         log.info(
@@ -178,7 +217,7 @@ class ErController(Controller):
                 tenant=tenant, entity_set=entity_set, record_id=record_id, k=k
             )
         except ValidationError as error:
-            raise _invalid(error) from None
+            raise invalid(error) from None
         return CandidatesOut(
             record_id=record_id,
             entity_set=entity_set,
@@ -186,71 +225,39 @@ class ErController(Controller):
             neighbours=[NeighbourOut(record_id=r, similarity=s) for r, s in found],
         )
 
-    @post(
-        "/jobs",
-        operation_id="RequestErEmbeddingJob",
-        guards=[requires("er.write")],
-        sync_to_thread=True,
-        status_code=202,
-    )
-    def request_job(
-        self,
-        request: Request[Any, Any, Any],
-        data: JSONBody[JobCreate],
-        core: NamedDependency[Core],
-        er: NamedDependency[ErRuntime],
-    ) -> Response[JobOut]:
-        """Queue an embedding job over a file in the tenant's data root.
-
-        It runs in the next off-peak window, or now if forced; either way its
-        records count against the tenant's daily cap (429 past it).
-        """
-        who = principal(request)
-        shaped = er.shaping_reason(who.tenant) if data.force else None
-        try:
-            job, position = er.app.request_job(
-                tenant=who.tenant,
-                entity_set=data.entity_set,
-                location=data.location,
-                id_column=data.id_column,
-                force=data.force and shaped is None,
-                requester=who.sub,
-            )
-        except ValidationError as error:
-            raise _invalid(error) from None
-        except ErCapExceededError as error:
-            raise _over_cap(error, core) from None
-        if job.forced:
-            er.worker.start(job.id)
-        er.charge_embeddings(who.tenant, job.records)
-        headers = {"Location": f"/v1/er/jobs/{job.id}"}
-        if shaped is not None:  # the autopilot is shaping this tenant: off-peak
-            headers["x-ig-deferred"] = f"off-peak; reason={shaped}"
-        log.info(
-            "er_job_requested",
-            job_id=str(job.id),
-            records=job.records,
-            forced=job.forced,
-            run_after=job.run_after.isoformat(),
-        )
-        return Response(
-            job_out(job, er, position),
-            status_code=202,
-            headers=headers,
-        )
-
     @get(
-        "/jobs/{job_id:uuid}",
-        operation_id="GetErEmbeddingJob",
+        "/resolutions",
+        operation_id="ListErResolutions",
         guards=[requires("er.read", "er.write")],
         sync_to_thread=True,
     )
-    def get_job(
+    def list_resolutions(
         self,
         request: Request[Any, Any, Any],
-        job_id: FromPath[UUID],
+        core: NamedDependency[Core],
         er: NamedDependency[ErRuntime],
-    ) -> JobOut:
-        """Status and progress (records done of records) of an embedding job."""
-        job = er.app.get_job(tenant=principal(request).tenant, job_id=job_id)
-        return job_out(job, er)
+        entity_set: EntitySet = None,
+        after: After = None,
+        limit: Limit = 50,
+    ) -> Response[ResolutionPage]:
+        """The tenant's resolve batches, newest first, by entity set: counts of
+        records, pairs and merges, and the gate's digest (read model)."""
+        headers = read_model(
+            request, core.runners["er"], core.settings.min_position_wait_s
+        )
+        tenant = principal(request).tenant
+        before = (
+            cursor_position(
+                after, kind="resolution", tenant=tenant, load=er.view.load_resolutions
+            )
+            if after
+            else None
+        )
+        rows = er.view.list_resolutions(
+            tenant, entity_set=entity_set, before=before, limit=limit + 1
+        )
+        page = ResolutionPage(
+            items=[resolution_out(r) for r in rows[:limit]],
+            next=page_cursor("resolution", rows, limit),
+        )
+        return Response(page, headers={**headers, **next_link(request, page.next)})

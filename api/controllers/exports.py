@@ -14,7 +14,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Core, DrBundle, ExportsBundle
 from api.paging import (
     After,
     bad_cursor,
@@ -34,6 +33,9 @@ from api.schemas.exports import (
     ReviewCreate,
     ReviewOut,
 )
+from api.wiring.core import Core
+from api.wiring.dr import DrBundle
+from api.wiring.exports import ExportsBundle
 from application.exports.exports import ExportDecision, ExportNotFoundError
 from domain.exports.export import PROOF_FILE, Export
 from projections.exports import ExportRow

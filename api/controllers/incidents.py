@@ -10,7 +10,6 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
-from api.bootstrap import AutopilotBundle
 from api.paging import (
     After,
     bad_cursor,
@@ -21,6 +20,7 @@ from api.paging import (
 )
 from api.requests import principal
 from api.schemas.base import Out
+from api.wiring.autopilot import AutopilotBundle
 from application.autopilot.incidents import Incident
 
 

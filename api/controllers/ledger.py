@@ -14,11 +14,12 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Core, ExportsBundle
 from api.controllers.log_slice import covering, log_tip, tenancy_view, wait_for_view
 from api.problems import Problem
 from api.requests import principal
 from api.schemas.ledger import KeyOut, KeysOut
+from api.wiring.core import Core
+from api.wiring.exports import ExportsBundle
 
 Size = Annotated[int, QueryParameter(ge=1, le=2**62)]
 

@@ -17,7 +17,6 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from api.auth import requires
-from api.bootstrap import Core, ExportsBundle
 from api.controllers.log_slice import (
     SlicePage,
     log_tip,
@@ -35,6 +34,8 @@ from api.schemas.ledger import (
     LogPage,
     entry_out,
 )
+from api.wiring.core import Core
+from api.wiring.exports import ExportsBundle
 
 WHOLE_LOG = "audit.platform"
 

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from adapters.ledger.checkpoints import Checkpoint
-    from api.bootstrap import Core, ExportsBundle
+    from api.wiring.core import Core
+    from api.wiring.exports import ExportsBundle
     from application.ports import LogEntry
     from projections.tenancy import TenancyView
 

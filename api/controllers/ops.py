@@ -8,7 +8,7 @@ from litestar import Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.bootstrap import Core
+from api.wiring.core import Core
 
 
 @get("/healthz", operation_id="Health", tags=["ops"], sync_to_thread=False)

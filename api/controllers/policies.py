@@ -9,7 +9,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.bootstrap import ExportsBundle
 from api.paging import (
     After,
     bad_cursor,
@@ -28,6 +27,7 @@ from api.schemas.exports import (
     PolicyPage,
     PolicyPublished,
 )
+from api.wiring.exports import ExportsBundle
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description=ceiling(50, 200))]
 

@@ -10,10 +10,10 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
-from api.bootstrap import Core
 from api.problems import Problem
 from api.requests import principal
 from api.schemas.base import In, Out
+from api.wiring.core import Core
 from application.ops.switches import SwitchState
 from domain.ops.switches import BACKOUTS
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from adapters.ledger.store import Ledger
     from api.metrics import Metrics
     from api.settings import Settings
+    from projections.er import ErView
 
 log = structlog.get_logger("conductor.er")
 LAST_EVAL = "last-eval.json"
@@ -142,10 +143,16 @@ class ErWorker:
 
 
 class ErRuntime:
-    """What the API and the CLI need for ER: app, store, indexes, worker."""
+    """What the API and the CLI need for ER: app, store, indexes, worker, and
+    the read model of jobs and resolutions."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, ledger: Ledger, metrics: Metrics, *, view: ErView
+    ) -> None:
         self.root: Path = settings.var_path / "er"
+        self.view = view
+        """The jobs and resolutions read model (closed by the Conductor, after
+        its runner stops)."""
         self.store = SqlVectorStore(ledger)
         embedder = HashingEmbedder(
             FileSecrets(settings.var_path / "tokenization-secret")

@@ -78,3 +78,34 @@ class JobOut(Out, frozen=True):
     position: int | None = None
     vectors_sha256: str | None = None
     failure: str | None = None
+
+
+class JobPage(Out, frozen=True):
+    items: list[JobOut]
+    """The tenant's jobs, newest first (``position``: the job's last event)."""
+    next: str | None
+    """Opaque cursor for the next page (pass as ?after=); null at the end."""
+
+
+class ResolutionOut(Out, frozen=True):
+    """One resolve batch: counts and the gate's digest (no record ids or values)."""
+
+    id: UUID
+    entity_set: str
+    records: int
+    candidate_pairs: int
+    pairs_proposed: int
+    """Pairs recorded as MergeProposed (near or over the threshold)."""
+    pairs_decided: int
+    merges: int
+    """Decided pairs the gate merged."""
+    gate_digest: str
+    position: int
+    """Log position of the resolution's last event."""
+
+
+class ResolutionPage(Out, frozen=True):
+    items: list[ResolutionOut]
+    """The tenant's resolutions, newest first."""
+    next: str | None
+    """Opaque cursor for the next page (pass as ?after=); null at the end."""

@@ -112,7 +112,7 @@ class DrillRun:
 
     def _meter(self) -> None:
         """A drill run costs its tenant units too (CONDUCTOR_PRICE_DRILL_RUN)."""
-        from api.bootstrap import prices  # noqa: PLC0415 - services import this module
+        from api.wiring.autopilot import prices  # noqa: PLC0415 - services import this module
 
         meter = Meter(Budgets(self.api.ledger), prices(self.settings))
         meter.charge(TENANT, "drill", meter.prices.drill_run, _now_ms())

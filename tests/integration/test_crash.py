@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from adapters.ledger.store import open_ledger
-from api.bootstrap import catalog_view
+from api.wiring.catalog import catalog_view
 from tests.conftest import bearer, dataset_body
 from tests.integration.server import Server, cli
 

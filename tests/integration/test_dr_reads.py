@@ -143,7 +143,7 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
 ) -> None:
     """B's replicated read models (and B's log, for a dataset and its
     history) answer like A's; stale header; TTL -> A."""
-    settings = _services(api).settings
+    settings = _services(api).core.settings
     source = register(api, settings, "customers")
     derived = api.post(
         "/v1/datasets", json=dataset_body("derived", upstream=[source]), headers=H
@@ -151,8 +151,8 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
     assert derived.status_code == 201, derived.text
     export_id = request(api, source).json()["id"]
     assert settle(api, export_id)["status"] == "proven"
-    head = _services(api).ledger.recorder.max_notification_id() or 0
-    for runner in _services(api).runners.values():
+    head = _services(api).core.ledger.recorder.max_notification_id() or 0
+    for runner in _services(api).core.runners.values():
         assert runner.wait(head, 10), runner.status()
     # The primary's read models, at the positions B must reach.
     wanted = {
@@ -184,7 +184,7 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
         assert bad.json()["errors"][0]["field"] == "x-ig-read-from"
 
     # B's log is not yet at a position asked for: A answers.
-    ahead = str((_services(api).ledger.recorder.max_notification_id() or 0) + 1000)
+    ahead = str((_services(api).core.ledger.recorder.max_notification_id() or 0) + 1000)
     got = _get(
         api,
         f"/v1/datasets/{source}",
@@ -306,7 +306,7 @@ def test_cli_tools_open_the_log_on_the_pairs_primary(
     assert int(position) + int(lag) == int(head)
     assert not (tmp_path / "conductor.db").exists()  # no default SQLite log
 
-    label = ledger_label(_services(api).settings)
+    label = ledger_label(_services(api).core.settings)
     assert label.startswith(f"DR pair {site.pair.root}")
     assert "primary B" in label
 
@@ -379,11 +379,11 @@ def test_disabling_secondary_reads_sends_every_read_to_the_primary(
     """The seed's first backout: with the switch engaged, x-ig-read-from names
     the standby in vain (the primary answers, and says why); released, the
     standby answers again."""
-    dr = _services(api).dr
+    dr = _services(api).dr.runtime
     assert dr is not None
     state = dr.pair().state  # an earlier test may have switched the roles
-    source = register(api, _services(api).settings, "backout")
-    head = _services(api).ledger.recorder.max_notification_id() or 0
+    source = register(api, _services(api).core.settings, "backout")
+    head = _services(api).core.ledger.recorder.max_notification_id() or 0
     wait_fresh(site.pair)
     path = f"/v1/datasets/{source}"
     secondary = {"x-ig-read-from": "secondary", "x-ig-min-position": str(head)}
@@ -409,7 +409,7 @@ def test_disabling_secondary_reads_sends_every_read_to_the_primary(
             headers=operator,
         )
         assert released.status_code == 200, released.text
-    head = _services(api).ledger.recorder.max_notification_id() or 0
+    head = _services(api).core.ledger.recorder.max_notification_id() or 0
     secondary["x-ig-min-position"] = str(head)
     deadline = time.monotonic() + 10
     while _get(api, path, **secondary).headers["x-ig-read-region"] != state.standby:

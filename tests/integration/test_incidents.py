@@ -18,6 +18,7 @@ from adapters.ledger.store import Ledger, open_ledger
 from api.auth import jwt_auth
 from api.controllers.incidents import IncidentController
 from api.problems import problem_plugin
+from api.wiring.autopilot import AutopilotBundle
 from application.autopilot.incidents import Incidents, SinkError
 from tests.conftest import SECRET, bearer
 from tests.integration.sink import SinkServer
@@ -399,10 +400,11 @@ def test_api_lists_the_callers_incidents(ledger: Ledger, sink: SinkServer) -> No
         now=1_700_000_001.0,
     )  # fmt: skip
     app.deliver(1_700_000_002.0)
-    services = type("Services", (), {"incidents": app})()
+    bundle = object.__new__(AutopilotBundle)  # the controller reads its incidents
+    bundle.incidents = app
     api = Litestar(
         route_handlers=[IncidentController],
-        dependencies={"services": Provide(lambda: services, sync_to_thread=False)},
+        dependencies={"autopilot": Provide(lambda: bundle, sync_to_thread=False)},
         on_app_init=[jwt_auth(SECRET).on_app_init],
         plugins=[problem_plugin()],
     )

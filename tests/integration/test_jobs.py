@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import pytest
 
-from api.bootstrap import meter_scheduler, scheduler
+from api.wiring.jobs import meter_scheduler, scheduler
 from application.base import IdempotencyKey
 from domain.ledger.keys import SigningKeyRing
 from domain.values import DatasetSpec

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from adapters.ledger.store import open_ledger
-from api.bootstrap import catalog_view
+from api.wiring.catalog import catalog_view
 from application.catalog.datasets import Datasets
 from domain.catalog.dataset import Dataset
 from domain.values import Column, DatasetSpec

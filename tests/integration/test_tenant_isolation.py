@@ -51,9 +51,10 @@ ACMES = str(Dataset.create_id("acme", "orders"))
 """acme's own dataset (the world fixture registers it), for request bodies."""
 ID_PARAMETERS = frozenset(
     {"dataset_id", "export_id", "digest", "position", "tenant", "record_id"}
-    | {"job_id", "key"}
+    | {"job_id", "key", "entity_set"}
 )
-"""Handler parameters (path or query) that name something a tenant owns."""
+"""Handler parameters (path or query) that name something a tenant owns (an
+entity set is a tenant's name: globex's "people" is not acme's)."""
 NOT_TENANT_DATA = frozenset({"/schema/{path:str}", "/v1/switches/{name:str}"})
 """Id-looking routes that serve no tenant's data: the OpenAPI documents, and
 the platform's backout switches (platform.operate, named by switch)."""
@@ -189,6 +190,17 @@ def _get(path: str, **params: Any) -> Callable[[TestClient[Any], str], Response]
     return send
 
 
+def _listed(path: str, **params: str) -> Callable[[TestClient[Any], str], Response]:
+    """A GET of a read-model list, once the view has every event so far."""
+
+    def send(client: TestClient[Any], value: str) -> Response:
+        query = {k: v.format(id=value) for k, v in params.items()}
+        fresh = {**ACME, "x-ig-min-position": str(head(client)["position"])}
+        return client.get(path, params=query, headers=fresh)
+
+    return send
+
+
 def _send(
     method: str, path: str, body: Callable[[str], Any], **headers: str
 ) -> Callable[[TestClient[Any], str], Response]:
@@ -276,6 +288,15 @@ CASES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/v1/er/jobs/{job_id:uuid}"): Case(
         _get("/v1/er/jobs/{id}"), lambda w: w.job, GHOST_UUID
+    ),
+    ("GET", "/v1/er/jobs"): Case(
+        _listed("/v1/er/jobs", entitySet="{id}"), lambda _: "people", "nobody", 200
+    ),
+    ("GET", "/v1/er/resolutions"): Case(
+        _listed("/v1/er/resolutions", entitySet="{id}"),
+        lambda _: "people",
+        "nobody",
+        200,
     ),
     ("GET", "/v1/er/candidates/{record_id:str}"): Case(
         _get("/v1/er/candidates/{id}", entitySet="people"),

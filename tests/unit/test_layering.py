@@ -94,7 +94,13 @@ SHARED_MODULES = {
 }
 """Named modules any capability may import (besides the layer roots)."""
 
-COMPOSITION = {"api.bootstrap", "api.app", "api.cli.main", "api.runtime.jobs"}
+COMPOSITION = {
+    "api.bootstrap",
+    "api.app",
+    "api.cli.main",
+    "api.runtime.jobs",
+    "api.wiring.jobs",
+}
 """Where capabilities are wired together (the jobs bind guards across them)."""
 
 API_MODULES = {
@@ -110,6 +116,7 @@ API_MODULES = {
     "audit_slice": "audit",
     "export_worker": "exports",
     "policies": "exports",
+    "er_jobs": "er",
     "switches": "ops",
     "dr_drill": "dr",
     "dr_load": "dr",
@@ -121,6 +128,7 @@ PROJECTIONS = {
     "lineage": "catalog",
     "exports": "exports",
     "tenancy": "audit",
+    "er": "er",
     "usage": "autopilot",
 }
 
@@ -130,6 +138,8 @@ EDGES = {
     "opens the log on the DR pair's primary",
     ("audit", "ops"): "the tenancy projection places switch events",
     ("catalog", "audit"): "a dataset's history is a page of log entries",
+    ("catalog", "dr"): "x-ig-read-from: a standby region may serve catalog reads",
+    ("exports", "dr"): "x-ig-read-from: a standby region may serve export reads",
     ("dr", "catalog"): "a standby region serves the catalog and lineage",
     ("dr", "exports"): "a standby region serves the exports read model",
     ("dr", "autopilot"): "drill runs are metered against the budget",
