@@ -1,11 +1,12 @@
-"""The composition root: one ``wire_<capability>()`` per capability.
+"""The composition root: the ``Conductor`` that joins every capability's wiring.
 
-Each returns a small typed bundle; controllers take their own bundle by
+``api/wiring/<capability>.py`` holds one ``wire_<capability>()`` each,
+returning a small typed bundle; controllers take their own bundle by
 dependency injection (``core``, ``catalog``, ``exports``, ``er``, ``dr``,
 ``autopilot``), the CLI and the scripts take the whole ``Conductor``. The
-scheduler is built here too, so the jobs take only the objects they use.
-Bundles are plain classes on purpose: litestar would validate a dataclass
-dependency field by field.
+scheduler is built here too (``api/wiring/jobs.py``), so the jobs take only
+the objects they use. Bundles are plain classes on purpose: litestar would
+validate a dataclass dependency field by field.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from litestar.di import Provide
 
 from adapters.catalog.datafiles import LocalDataFiles
 from adapters.exports.rego import TieredRegoEngine
-from api.runtime.dr import (
-    on_primary_switch,
-)
+from api.runtime.dr import on_primary_switch
 from api.wiring.autopilot import AutopilotBundle, wire_autopilot
 from api.wiring.catalog import CatalogBundle, wire_catalog
 from api.wiring.core import Core, wire_core

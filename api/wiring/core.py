@@ -12,10 +12,7 @@ from adapters.ledger.checkpoints import LedgerCheckpoints
 from adapters.ledger.store import Ledger, open_ledger
 from adapters.signing.keystore import KeyStore
 from api.metrics import Metrics
-from api.runtime.dr import (
-    dr_ledger,
-    uses_dr_ledger,
-)
+from api.runtime.dr import dr_ledger, uses_dr_ledger
 from application.ops.switches import Switches
 
 if TYPE_CHECKING:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from api.runtime.dr import (
-    DrRuntime,
-    dr_runtime,
-)
+from api.runtime.dr import DrRuntime, dr_runtime
 from application.dr.lag_alerts import LagAlerts
 
 if TYPE_CHECKING:
