@@ -13,6 +13,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from adapters.exports.dlp.presets import describe_presets
 from api.auth import requires
 from api.paging import (
     After,
@@ -29,6 +30,9 @@ from api.schemas.exports import (
     ExportCreate,
     ExportOut,
     ExportPage,
+    PresetColumnOut,
+    PresetOut,
+    PresetsOut,
     ProgressOut,
     ReviewCreate,
     ReviewOut,
@@ -46,6 +50,8 @@ if TYPE_CHECKING:
     from projections.exports import ExportsView
 
 log = structlog.get_logger("conductor.exports")
+PRESETS_DESCRIBED = describe_presets()
+"""Computed once: the decision table does not change while the process runs."""
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description=ceiling(50, 200))]
 
 
@@ -234,6 +240,30 @@ class ExportController(Controller):
             exports.start(export_id)
         export = exports.app.get_export(tenant=who.tenant, export_id=export_id)
         return export_out(export, exports, position)
+
+    @get(
+        "/presets",
+        operation_id="ListExportPresets",
+        guards=[requires("export.request", "export.approve", "audit.read")],
+    )
+    async def list_presets(self) -> PresetsOut:
+        """Each DLP preset and what it does to each classification, read off the
+        engine's decision table (the same code every export runs)."""
+        return PresetsOut(
+            presets=[
+                PresetOut(
+                    name=preset.name,
+                    always_denied=preset.always_denied,
+                    classifications={
+                        label: PresetColumnOut(
+                            action=a.action, meaning=a.meaning, rescanned=a.rescanned
+                        )
+                        for label, a in preset.columns.items()
+                    },
+                )
+                for preset in PRESETS_DESCRIBED
+            ]
+        )
 
     @get(
         "/{export_id:uuid}",

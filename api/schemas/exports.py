@@ -127,6 +127,26 @@ class ExportOut(Out, frozen=True):
     position: int | None = None
 
 
+class PresetColumnOut(Out, frozen=True):
+    action: str
+    """The DLP engine's label for what it does (tokenized, masked, dropped, ...)."""
+    meaning: str
+    rescanned: bool
+    """Whether output values are re-scanned for residual PII."""
+
+
+class PresetOut(Out, frozen=True):
+    name: str
+    always_denied: bool
+    """The platform floor denies every export with this preset."""
+    classifications: dict[str, PresetColumnOut]
+    """What happens to a column of each classification ("(unclassified)": none)."""
+
+
+class PresetsOut(Out, frozen=True):
+    presets: list[PresetOut]
+
+
 class ExportPage(Out, frozen=True):
     items: list[ExportOut]
     next: str | None
