@@ -70,6 +70,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     neo4j_user: str = "neo4j"
     neo4j_password: str = ""
     neo4j_database: str = ""
+    neo4j_namespace: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    ] = "conductor"
+    """Every node the lineage view writes carries it, and a rebuild deletes only
+    its own: several deployments (or a DR region's follower) can share a database."""
     er_k: int = 5
     """Nearest neighbours ANN adds per record (>= the expected cluster size)."""
     er_blocking: str = "soundex:given_name|soundex:surname|exact:postcode"

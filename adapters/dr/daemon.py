@@ -45,6 +45,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--neo4j-uri", default="")
     parser.add_argument("--neo4j-user", default="neo4j")
     parser.add_argument("--neo4j-database", default="")
+    parser.add_argument(
+        "--neo4j-namespace",
+        default="conductor",
+        help="the region's nodes go under NAMESPACE.region-<region>",
+    )
     return parser.parse_args(argv)
 
 
@@ -57,6 +62,7 @@ def _follower(site: Site, args: argparse.Namespace) -> LineageFollower | None:
             user=args.neo4j_user,
             password=os.environ.get(PASSWORD_ENV, ""),
             database=args.neo4j_database,
+            namespace=args.neo4j_namespace,
         )
         if args.neo4j_uri
         else None

@@ -72,6 +72,8 @@ class Neo4jTarget:
     user: str = "neo4j"
     password: str = ""
     database: str = ""
+    namespace: str = "conductor"
+    """The region's follower writes under ``<namespace>.region-<region>``."""
 
 
 def store_path(root: Path, region: str) -> Path:
@@ -86,7 +88,13 @@ def open_lineage_store(
     if neo4j is not None:
         from adapters.catalog.lineage_neo4j import connect  # noqa: PLC0415 - optional
 
-        return connect(neo4j.uri, neo4j.user, neo4j.password, neo4j.database)
+        return connect(
+            neo4j.uri,
+            neo4j.user,
+            neo4j.password,
+            neo4j.database,
+            namespace=f"{neo4j.namespace}.region-{region}",
+        )
     return open_sqlite_lineage(store_path(root, region))
 
 

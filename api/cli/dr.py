@@ -76,6 +76,7 @@ def _lineage(settings: Settings) -> list[str]:
         f"--neo4j-uri={settings.neo4j_uri}",
         f"--neo4j-user={settings.neo4j_user}",
         f"--neo4j-database={settings.neo4j_database}",
+        f"--neo4j-namespace={settings.neo4j_namespace}",
     ]
 
 

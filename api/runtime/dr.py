@@ -397,6 +397,7 @@ def dr_runtime(settings: Settings, metrics: Metrics, ledger: Ledger) -> DrRuntim
             user=settings.neo4j_user,
             password=settings.neo4j_password,
             database=settings.neo4j_database,
+            namespace=settings.neo4j_namespace,
         )
         if settings.neo4j_uri
         else None

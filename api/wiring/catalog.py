@@ -56,6 +56,7 @@ def wire_catalog(core: Core, files: LocalDataFiles) -> CatalogBundle:
             settings.neo4j_user,
             settings.neo4j_password,
             settings.neo4j_database,
+            namespace=settings.neo4j_namespace,
         )
     return CatalogBundle(
         registry=Datasets(core.ledger, regions=frozenset(settings.regions)),

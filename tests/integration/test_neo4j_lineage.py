@@ -82,3 +82,27 @@ def test_neo4j_keeps_the_tip_a_follower_checks(graph_client: Any) -> None:
     assert view.max_tracking_id("ledger") == 5
     view.reset()
     assert view.tip("ledger") is None
+
+
+def test_a_reset_deletes_only_its_own_namespace(graph_client: Any) -> None:
+    """Two deployments share the database: one's rebuild leaves the other's nodes."""
+    from eventsourcing.persistence import Tracking  # noqa: PLC0415
+
+    from adapters.catalog.lineage_neo4j import Neo4jLineageView  # noqa: PLC0415
+    from projections.lineage import LineageChanges  # noqa: PLC0415
+
+    _, services = graph_client
+    ours = services.catalog.lineage
+    theirs = Neo4jLineageView(ours.driver, database=ours.database, namespace="other")
+    theirs.reset()
+    node = {"tenant": "acme", "name": "shared", "status": "active"}
+    same_id = UUID(int=7)
+    changes = LineageChanges(nodes={same_id: node})
+    ours.apply(changes, Tracking("ledger", 1))
+    theirs.apply(changes, Tracking("ledger", 1))  # same id, other namespace
+    ours.reset()
+    assert ours.max_tracking_id("ledger") is None
+    assert theirs.max_tracking_id("ledger") == 1
+    walk = theirs.lineage("acme", same_id, "up", 1)
+    assert [n.name for n in walk.nodes] == ["shared"]
+    theirs.reset()

@@ -25,3 +25,15 @@ def test_an_er_job_may_start_at_least_one_run() -> None:
     with pytest.raises(ValueError, match=r"er_job_max_attempts"):
         Settings.from_env({"CONDUCTOR_ER_JOB_MAX_ATTEMPTS": "0"})
     assert Settings.from_env({}).er_job_max_attempts == 3
+
+
+@pytest.mark.parametrize("value", ["", "has space", "quote'", "x" * 65])
+def test_a_neo4j_namespace_is_a_plain_name(value: str) -> None:
+    with pytest.raises(ValueError, match="neo4j_namespace"):
+        Settings.from_env({"CONDUCTOR_NEO4J_NAMESPACE": value})
+
+
+def test_the_neo4j_namespace_defaults_to_conductor() -> None:
+    assert Settings.from_env({}).neo4j_namespace == "conductor"
+    given = Settings.from_env({"CONDUCTOR_NEO4J_NAMESPACE": "team-a.prod"})
+    assert given.neo4j_namespace == "team-a.prod"
