@@ -34,7 +34,11 @@ log = structlog.get_logger("conductor.er")
 JobStatus = Literal["scheduled", "running", "completed", "failed"]
 
 
-def job_out(job: EmbeddingJob, er: ErRuntime, position: int | None = None) -> JobOut:
+def job_out(
+    job: EmbeddingJob | JobRow, er: ErRuntime, position: int | None = None
+) -> JobOut:
+    """A job (the aggregate, or a listed read-model row), with live progress if
+    it runs in this process."""
     live = er.worker.progress(job.id)
     return JobOut(
         id=job.id,
@@ -48,24 +52,6 @@ def job_out(job: EmbeddingJob, er: ErRuntime, position: int | None = None) -> Jo
         position=position,
         vectors_sha256=job.vectors_sha256 or None,
         failure=job.failure or None,
-    )
-
-
-def job_row_out(row: JobRow, er: ErRuntime) -> JobOut:
-    """A listed job (read model), with live progress if it runs here."""
-    live = er.worker.progress(row.id)
-    return JobOut(
-        id=row.id,
-        entity_set=row.entity_set,
-        status=row.status,
-        records=row.records,
-        done=live[0] if live else row.embedded,
-        forced=row.forced,
-        run_after=row.run_after,
-        attempt=row.attempt,
-        position=row.position,
-        vectors_sha256=row.vectors_sha256 or None,
-        failure=row.failure or None,
     )
 
 
@@ -173,7 +159,7 @@ class ErJobController(Controller):
             tenant, status=status, entity_set=entity_set, before=before, limit=limit + 1
         )
         page = JobPage(
-            items=[job_row_out(r, er) for r in rows[:limit]],
+            items=[job_out(r, er, r.position) for r in rows[:limit]],
             next=page_cursor("job", rows, limit),
         )
         return Response(page, headers={**headers, **next_link(request, page.next)})

@@ -10,7 +10,6 @@ rebuild.
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from litestar.testing import TestClient
 from api.app import create_app
 from api.cli.main import cmd_projections
 from tests.conftest import bearer
+from tests.integration.pages import walk
 from tests.integration.test_er_api import rec, wait_job
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 PROBLEM = "application/problem+json"
-LINK = re.compile(r'^<(?P<url>/[^>]*)>; rel="next"$')
 READ = bearer("acme", "er.read")
 WRITE = bearer("acme", "er.write")
 GLOBEX = bearer("globex", "er.read", "er.write")
@@ -144,22 +143,7 @@ def _ids(client: TestClient[Any], url: str, headers: dict[str, str] = READ) -> A
 
 
 def _walk(client: TestClient[Any], url: str) -> list[dict[str, Any]]:
-    """Follow Link rel="next" to the end; every page's `next` matches its Link."""
-    pages = []
-    while True:
-        answer = client.get(url, headers=_fresh(client, READ))
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        pages.append(body)
-        link = answer.headers.get("link")
-        if body["next"] is None:
-            assert link is None
-            return pages
-        found = LINK.match(link or "")
-        assert found is not None, link
-        url = found["url"]
-        assert f"after={body['next']}" in url.replace("%3D", "=")
-        assert len(pages) < 20
+    return walk(client, url, lambda: _fresh(client, READ))
 
 
 def test_the_lists_show_the_tenants_own_rows_newest_first(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import bearer, dataset_body
+from tests.integration.pages import walk
 
 if TYPE_CHECKING:
     from litestar.testing import TestClient
@@ -17,26 +17,10 @@ pytestmark = pytest.mark.integration
 
 TENANT = bearer("acme", "catalog.read", "catalog.write", "audit.read", "budget.admin")
 OPERATOR = bearer("ops", "audit.platform")
-LINK = re.compile(r'^<(?P<url>/[^>]*)>; rel="next"$')
 
 
 def _walk(client: TestClient[Any], url: str, headers: dict[str, str]) -> list[Any]:
-    """Follow Link rel="next" to the end; every page's `next` matches its Link."""
-    pages = []
-    while True:
-        answer = client.get(url, headers=headers)
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        pages.append(body)
-        link = answer.headers.get("link")
-        if body["next"] is None:
-            assert link is None
-            return pages
-        found = LINK.match(link or "")
-        assert found is not None, link
-        url = found["url"]
-        assert f"after={body['next']}" in url.replace("%3D", "=")
-        assert len(pages) < 50  # a cursor that never ends would loop forever
+    return walk(client, url, headers)
 
 
 def _register(client: TestClient[Any], count: int) -> int:
