@@ -73,6 +73,12 @@ NOT_RUN = {
         "benchmarks of minutes"
     ),
     ("docs/tests.md", "scripts/test -k lineage"): "runs the test suite itself",
+    ("docs/runbooks.md", "conductor dr status"): (
+        "needs a DR pair (two PostgreSQL clusters as the postgres OS user)"
+    ),
+    ("docs/runbooks.md", "promtool check rules"): (
+        "changes a Prometheus and a Grafana; test_alert_rules.py runs promtool"
+    ),
 }
 """Shell blocks deliberately not run: (file, first line) -> why."""
 
