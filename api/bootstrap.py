@@ -28,7 +28,9 @@ from api.wiring.dr import DrBundle, wire_dr
 from api.wiring.er import wire_er
 from api.wiring.exports import ExportsBundle, wire_exports
 from api.wiring.jobs import Jobs, meter_scheduler, scheduler
+from projections.burn import BurnProjection
 from projections.catalog import CatalogProjection
+from projections.dr_state import DrStateProjection
 from projections.er import ErProjection
 from projections.exports import ExportsProjection
 from projections.lineage import LineageProjection
@@ -138,6 +140,8 @@ class Conductor:
             self.autopilot.shaping.store.close()
         self.autopilot.incidents.close()
         self.autopilot.usage.close()
+        self.autopilot.burn.close()
+        self.dr.state.close()
         self.catalog.view.close()
         self.exports.view.close()
         self.er.view.close()
@@ -172,6 +176,9 @@ def build_conductor(settings: Settings) -> Conductor:
         dr=wire_dr(core),
         autopilot=autopilot,
     )
+    # Coverage counts the datasets ER jobs and exports read as active.
+    catalog.queries.job_locations = wired.er.view.job_locations
+    catalog.queries.exported_datasets = wired.exports.view.exported_datasets
     _follow(wired, catalog.registry.mapper)
     honour_switches(wired)
     wired.exports.worker.on_finished = wired.jobs.export_finished
@@ -189,7 +196,9 @@ def _follow(wired: Conductor, mapper: Mapper[UUID]) -> None:
         | ErProjection
         | UsageProjection
         | TenancyProjection
-        | LineageProjection,
+        | LineageProjection
+        | DrStateProjection
+        | BurnProjection,
     ) -> BatchRunner:
         return BatchRunner(
             projection=projection,
@@ -205,7 +214,9 @@ def _follow(wired: Conductor, mapper: Mapper[UUID]) -> None:
     runners["exports"] = runner(ExportsProjection(view=wired.exports.view))
     runners["er"] = runner(ErProjection(view=wired.er.view))
     runners["usage"] = runner(UsageProjection(view=wired.autopilot.usage))
+    runners["burn"] = runner(BurnProjection(view=wired.autopilot.burn))
     runners["tenancy"] = runner(TenancyProjection(view=core.tenancy))
+    runners["dr-state"] = runner(DrStateProjection(view=wired.dr.state))
     if wired.catalog.lineage is not None:
         runners["lineage"] = runner(LineageProjection(view=wired.catalog.lineage))
     for each in runners.values():

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
-    from pathlib import Path
 
+    from domain.er.evaluation import Figures
     from projections.runner import BatchRunner
+
+log = structlog.get_logger("conductor.metrics")
 
 
 class _ProjectionCollector:
@@ -72,22 +73,34 @@ class _GateCollector:
 
 
 class _ErEvalCollector:
-    """The last `conductor er eval`'s recall delta, read at scrape time."""
+    """The latest ER evaluation in the log, read at scrape time."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
+    def __init__(self, latest: Callable[[], Figures | None]) -> None:
+        self._latest = latest
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        gauge = GaugeMetricFamily(
-            "conductor_er_recall_delta",
-            "Last ER eval: pairs completeness of blocking|ANN minus blocking's",
+        gain = GaugeMetricFamily(
+            "conductor_er_recall_gain",
+            "Latest ER eval: relative candidate-recall gain of blocking|ANN over "
+            "blocking, (assist - baseline) / baseline (the er-recall guard's figure)",
         )
-        # No eval yet (or a torn file): the gauge has no sample.
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            gauge.add_metric(
-                [], float(json.loads(self._path.read_text())["recall_delta"])
-            )
-        yield gauge
+        delta = GaugeMetricFamily(
+            "conductor_er_recall_delta",
+            "Latest ER eval: absolute difference, pairs completeness of "
+            "blocking|ANN minus blocking's (not what the guard compares)",
+        )
+        # No eval yet (or the log unreadable for a moment): no sample.
+        try:
+            figures = self._latest()
+        except Exception:  # a scrape must not fail on the log
+            log.warning("er_eval_unreadable", exc_info=True)
+            figures = None
+        if figures is not None:
+            if figures.recall_gain is not None:
+                gain.add_metric([], float(figures.recall_gain))
+            delta.add_metric([], float(figures.recall_delta))
+        yield gain
+        yield delta
 
 
 class Metrics:
@@ -159,7 +172,8 @@ class Metrics:
         )
         self.catalog_coverage = Gauge(
             "conductor_catalog_coverage_ratio",
-            "Share of a tenant's data files registered in the catalog",
+            "Share of a tenant's active datasets (data files, ER job sources, "
+            "exported and lineage-linked datasets) that an active entry registers",
             ["tenant"],
             registry=self.registry,
         )
@@ -224,8 +238,9 @@ class Metrics:
     ) -> None:
         self.registry.register(_GateCollector(switches, kills))
 
-    def watch_er_eval(self, path: Path) -> None:
-        self.registry.register(_ErEvalCollector(path))
+    def watch_er_eval(self, latest: Callable[[], Figures | None]) -> None:
+        """Serve the latest ER evaluation's gain and delta (read from the log)."""
+        self.registry.register(_ErEvalCollector(latest))
 
     def observe_request(
         self, method: str, route: str, status: int, seconds: float

@@ -110,6 +110,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dr_lag_alert_ms: int = 5000
     dr_lag_alert_for_s: float = 600.0
     """The replica-lag alert fires when lag stays above dr_lag_alert_ms this long."""
+    dr_sample_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    """How often the lag watcher records each region's LagSampled (role, epoch,
+    lag, read counts) in the log; a lag crossing dr_lag_alert_ms records one
+    at once."""
 
     policy_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     """Processes that evaluate tenants' own export policies (the sandbox)."""

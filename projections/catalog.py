@@ -138,6 +138,10 @@ class CatalogView(TrackingRecorder):
         """Counts behind the coverage figures."""
 
     @abstractmethod
+    def active_edges(self, tenant: str) -> Sequence[tuple[UUID, UUID]]:
+        """Lineage links (downstream, upstream) whose downstream is active."""
+
+    @abstractmethod
     def tenants(self) -> Sequence[str]:
         """Every tenant with at least one dataset."""
 

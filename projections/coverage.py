@@ -1,14 +1,28 @@
-"""Catalog coverage: how much of a tenant's data files the registry governs."""
+"""Catalog coverage: the share of a tenant's active datasets the registry governs.
+
+A dataset is active when something uses it: the data-root scanner finds its
+file, an ER embedding job read it, an export read it, or lineage links it to
+an active dataset. Active datasets are keyed by their data-root location (a
+registered dataset without a location, by its id). One is registered when an
+active registry entry (status active, not retired) has that location (or is
+that dataset). Coverage is registered over active: the seed's "catalog
+coverage % of active datasets".
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterable, Sequence
+    from uuid import UUID
 
-    from projections.catalog import CatalogView
+    from projections.catalog import CatalogRow, CatalogView
+
+SOURCES = ("files", "er-jobs", "exports", "lineage")
+"""What can make a dataset active, in the order the coverage names them."""
 
 
 class DataFiles(Protocol):
@@ -16,6 +30,15 @@ class DataFiles(Protocol):
 
     def list_files(self, tenant: str) -> Sequence[str]:
         """Relative paths of the tenant's data files (csv, jsonl, ndjson)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveDataset:
+    """A dataset in use: its location (or, for one without, its id) and by what."""
+
+    location: str
+    dataset_id: UUID | None
+    seen_by: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +51,22 @@ class Coverage:
     unregistered: tuple[str, ...]
     missing_locations: tuple[str, ...]
     active: int
+    """Registry entries with status active (not the datasets in use)."""
     retired: int
     classified: int
     contracted: int
+    in_use: int = 0
+    """Active datasets: used by files, ER jobs, exports or lineage."""
+    registered_in_use: int = 0
+    unregistered_in_use: tuple[ActiveDataset, ...] = field(default=())
 
     @property
     def ratio(self) -> float:
+        """Registered active datasets over active datasets (1.0 when none)."""
+        return self.registered_in_use / self.in_use if self.in_use else 1.0
+
+    @property
+    def file_ratio(self) -> float:
         """Registered files over files found (1.0 when there are none)."""
         return self.files_registered / self.files_found if self.files_found else 1.0
 
@@ -46,18 +79,75 @@ class Coverage:
         return self.contracted / self.active if self.active else 1.0
 
 
+def _nothing(tenant: str) -> Sequence[str]:
+    del tenant
+    return ()
+
+
+def _no_datasets(tenant: str) -> Sequence[UUID]:
+    del tenant
+    return ()
+
+
+class _InUse:
+    """Active datasets by key, what saw each, and which are registered."""
+
+    def __init__(self, registered_locations: Iterable[str]) -> None:
+        self.seen: dict[str, set[str]] = defaultdict(set)
+        self.ids: dict[str, UUID] = {}
+        self.registered = set(registered_locations)
+
+    def see(self, location: str, source: str) -> None:
+        self.seen[location].add(source)
+
+    def see_row(self, dataset_id: UUID, row: CatalogRow | None, source: str) -> None:
+        """A dataset named by id: keyed by its location, else by the id."""
+        if row is not None and row.location:
+            self.see(row.location, source)
+            return
+        key = f"dataset:{dataset_id}"
+        self.ids[key] = dataset_id
+        self.see(key, source)
+        if row is not None and row.status == "active":
+            self.registered.add(key)
+
+    def unregistered(self) -> list[ActiveDataset]:
+        return [
+            ActiveDataset(
+                location="" if key in self.ids else key,
+                dataset_id=self.ids.get(key),
+                seen_by=tuple(s for s in SOURCES if s in sources),
+            )
+            for key, sources in sorted(self.seen.items())
+            if key not in self.registered
+        ]
+
+
 class CatalogQueries:
     """Read-side queries that need more than the catalog view itself."""
 
     def __init__(self, view: CatalogView, files: DataFiles) -> None:
         self.view = view
         self.files = files
+        self.job_locations: Callable[[str], Sequence[str]] = _nothing
+        """Data-root files a tenant's ER jobs read (wired to the ER read model)."""
+        self.exported_datasets: Callable[[str], Sequence[UUID]] = _no_datasets
+        """Datasets a tenant's exports read (wired to the exports read model)."""
+
+    def over(self, view: CatalogView) -> CatalogQueries:
+        """The same queries over another region's catalog view (same sources)."""
+        queries = CatalogQueries(view, self.files)
+        queries.job_locations = self.job_locations
+        queries.exported_datasets = self.exported_datasets
+        return queries
 
     def coverage(self, tenant: str, *, limit: int = 100) -> Coverage:
-        """Data files registered by an active dataset, against files present."""
+        """Active datasets an active entry registers, and the data files."""
         stats = self.view.stats(tenant)
         found = set(self.files.list_files(tenant))
         registered = {loc for loc in stats.locations if loc in found}
+        in_use = self._in_use(tenant, found, stats.locations)
+        unregistered = in_use.unregistered()
         return Coverage(
             tenant=tenant,
             files_found=len(found),
@@ -68,4 +158,28 @@ class CatalogQueries:
             retired=stats.retired,
             classified=stats.with_columns,
             contracted=stats.with_contract,
+            in_use=len(in_use.seen),
+            registered_in_use=len(in_use.seen) - len(unregistered),
+            unregistered_in_use=tuple(unregistered[:limit]),
         )
+
+    def _in_use(self, tenant: str, found: set[str], locations: Sequence[str]) -> _InUse:
+        in_use = _InUse(locations)
+        for location in found:
+            in_use.see(location, "files")
+        for location in self.job_locations(tenant):
+            in_use.see(location, "er-jobs")
+        exported = set(self.exported_datasets(tenant))
+        linked = {end for edge in self.view.active_edges(tenant) for end in edge}
+        rows = (
+            self.view.load_rows(sorted(exported | linked)) if exported | linked else {}
+        )
+        for dataset_id in sorted(exported):
+            row = rows.get(dataset_id)
+            # Retiring a dataset ends its use: its past exports are history.
+            if row is not None and row.status == "active":
+                in_use.see_row(dataset_id, row, "exports")
+        for dataset_id in sorted(linked):
+            # An active dataset's upstream is in use, retired or not.
+            in_use.see_row(dataset_id, rows.get(dataset_id), "lineage")
+        return in_use

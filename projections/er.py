@@ -1,13 +1,15 @@
 """The ER read model: every embedding job and resolution, by tenant.
 
 Rows hold ids, counts, digests and statuses only: never a record's values
-(the events carry none) nor even a record's id or a job's file location.
+(the events carry none) nor a record's id. A job's file location (a path in
+the tenant's data root, as its Requested event holds it) is kept apart from
+the rows, for catalog coverage only: no list or row shows it.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID  # noqa: TC003 - the row dataclasses need it at runtime
 
@@ -19,7 +21,7 @@ from eventsourcing.utils import get_topic
 from domain.er.resolution import EmbeddingJob, Resolution
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from datetime import datetime
 
 JOB_EVENTS = (
@@ -80,6 +82,8 @@ class ErRows:
 
     jobs: dict[UUID, JobRow]
     resolutions: dict[UUID, ResolutionRow]
+    locations: dict[UUID, tuple[str, str]] = field(default_factory=dict)
+    """New jobs' (tenant, data-root location), for coverage (not in the rows)."""
 
 
 class ErView(TrackingRecorder):
@@ -99,8 +103,10 @@ class ErView(TrackingRecorder):
         jobs: Sequence[JobRow],
         resolutions: Sequence[ResolutionRow],
         tracking: Tracking,
+        locations: Mapping[UUID, tuple[str, str]] | None = None,
     ) -> None:
-        """Upsert rows and record tracking, in one transaction."""
+        """Upsert rows, keep new jobs' (tenant, location) and record tracking,
+        in one transaction."""
 
     @abstractmethod
     def list_jobs(
@@ -124,6 +130,10 @@ class ErView(TrackingRecorder):
         limit: int,
     ) -> Sequence[ResolutionRow]:
         """The tenant's resolutions, newest first; ``before`` as for jobs."""
+
+    @abstractmethod
+    def job_locations(self, tenant: str) -> Sequence[str]:
+        """The data-root files the tenant's embedding jobs read (distinct)."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -167,6 +177,7 @@ class ErProjection(Projection[ErView]):
             _changed(rows.jobs, before.jobs),
             _changed(rows.resolutions, before.resolutions),
             tracking,
+            rows.locations,
         )
 
     @singledispatchmethod
@@ -192,6 +203,7 @@ class ErProjection(Projection[ErView]):
             created=tracking.notification_id,
             position=tracking.notification_id,
         )
+        rows.locations[event.originator_id] = (event.tenant, event.location)
 
     @apply.register
     def _(self, event: EmbeddingJob.Started, tracking: Tracking, rows: ErRows) -> None:

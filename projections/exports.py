@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 
+READ_STATUSES = ("allowed", "delivered", "proven")
+"""An export in one of these has read (or is reading) its dataset's file."""
+
+
 @dataclass(frozen=True, slots=True)
 class ExportRow:
     id: UUID
@@ -74,6 +78,11 @@ class ExportsView(TrackingRecorder):
         limit: int,
     ) -> Sequence[ExportRow]:
         """Newest first; ``after`` is the (created_at, id) of the last row seen."""
+
+    @abstractmethod
+    def exported_datasets(self, tenant: str) -> Sequence[UUID]:
+        """The datasets the tenant's exports read: those running or delivered
+        (status in READ_STATUSES), distinct."""
 
     @abstractmethod
     def pending(self) -> Sequence[ExportRow]:

@@ -82,39 +82,9 @@ def counts_from_event(data: dict[str, Any]) -> Counts:
     )
 
 
-class UsageProjection(Projection[UsageView]):
-    name = "usage"
-    topics = tuple(
-        get_topic(cls)
-        for cls in (
-            Usage.UsageRecorded,
-            TenantBudget.Opened,
-            TenantBudget.BudgetSet,
-            TenantBudget.CapAdjusted,
-            TenantBudget.ShapingEngaged,
-            TenantBudget.ShapingReleased,
-        )
-    )
-
-    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        self.process_batch([(domain_event, tracking)], tracking)
-
-    def process_batch(
-        self, items: Sequence[tuple[Any, Tracking]], tracking: Tracking
-    ) -> None:
-        changes = UsageChanges()
-        ids = list(
-            dict.fromkeys(
-                event.originator_id
-                for event, _ in items
-                if isinstance(event, TenantBudget.Event)
-            )
-        )
-        if ids:
-            changes.budgets = self.view.load_budgets(ids)
-        for event, _ in items:
-            self.apply(event, changes)
-        self.view.apply(changes, tracking)
+class UsageFold:
+    """Folds usage and budget events into UsageChanges (the usage and burn
+    projections share it)."""
 
     @singledispatchmethod
     def apply(self, event: Any, changes: UsageChanges) -> None:
@@ -164,3 +134,38 @@ class UsageProjection(Projection[UsageView]):
         if row is not None and row.shaping:
             row.shaping.pop(event.reason, None)
             row.shaping = row.shaping or None
+
+
+class UsageProjection(UsageFold, Projection[UsageView]):
+    name = "usage"
+    topics = tuple(
+        get_topic(cls)
+        for cls in (
+            Usage.UsageRecorded,
+            TenantBudget.Opened,
+            TenantBudget.BudgetSet,
+            TenantBudget.CapAdjusted,
+            TenantBudget.ShapingEngaged,
+            TenantBudget.ShapingReleased,
+        )
+    )
+
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        self.process_batch([(domain_event, tracking)], tracking)
+
+    def process_batch(
+        self, items: Sequence[tuple[Any, Tracking]], tracking: Tracking
+    ) -> None:
+        changes = UsageChanges()
+        ids = list(
+            dict.fromkeys(
+                event.originator_id
+                for event, _ in items
+                if isinstance(event, TenantBudget.Event)
+            )
+        )
+        if ids:
+            changes.budgets = self.view.load_budgets(ids)
+        for event, _ in items:
+            self.apply(event, changes)
+        self.view.apply(changes, tracking)

@@ -10,6 +10,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Identifier
 
 from adapters.catalog.sql import (
+    ACTIVE_EDGES,
     ALL,
     CELL_COLUMNS,
     FACET_TABLES,
@@ -308,6 +309,13 @@ class PostgresCatalogView(PostgresTrackingRecorder, CatalogView):
             ],
             edges=[(UUID(a), UUID(b)) for a, b in edges],
         )
+
+    def active_edges(self, tenant: str) -> list[tuple[UUID, UUID]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(ACTIVE_EDGES, (tenant,))
+            return [
+                (UUID(r["downstream"]), UUID(r["upstream"])) for r in curs.fetchall()
+            ]
 
     def stats(self, tenant: str) -> CatalogStats:
         with self.datastore.transaction(commit=False) as curs:

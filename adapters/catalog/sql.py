@@ -241,3 +241,11 @@ def fts_match(terms: list[str]) -> str:
 def ts_query(terms: list[str]) -> str:
     """A to_tsquery expression: every term; long ones as prefixes (:*)."""
     return " & ".join(f"{t}:*" if len(t) >= PREFIX_MIN else t for t in terms)
+
+
+ACTIVE_EDGES = (
+    "SELECT l.downstream, l.upstream FROM catalog_datasets d "
+    "JOIN catalog_lineage l ON l.downstream = d.id "
+    "WHERE d.tenant = %s AND d.status = 'active' ORDER BY l.downstream, l.upstream"
+)
+"""Lineage links whose downstream is active (coverage counts both ends)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from adapters.catalog.sql import (
+    ACTIVE_EDGES,
     ALL,
     CELL_COLUMNS,
     FACET_TABLES,
@@ -333,6 +334,11 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
             )
             edges = [(r[0], r[1]) for r in c.fetchall()]
         return _lineage_view(found, edges)
+
+    def active_edges(self, tenant: str) -> list[tuple[UUID, UUID]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(ACTIVE_EDGES.replace("%s", "?"), (tenant,))
+            return [(UUID(down), UUID(up)) for down, up in c.fetchall()]
 
     def stats(self, tenant: str) -> CatalogStats:
         with self.datastore.transaction(commit=False) as c:

@@ -98,12 +98,13 @@ class DrRouter:
         *,
         region: str,
         ttl_ms: int,
-        on_stale_read: Callable[[int], None] | None = None,
+        on_standby_read: Callable[[str, int], None] | None = None,
     ) -> None:
         self._pair = pair
         self.region = region
         self.ttl_ms = ttl_ms
-        self._on_stale_read = on_stale_read
+        self._on_standby_read = on_standby_read
+        """Called with (region, staleness in ms) for every read a standby answers."""
         self._local = threading.local()
         self._down_until: dict[str, float] = {}
 
@@ -140,8 +141,8 @@ class DrRouter:
         else:
             lag = read.stale_ms
             if lag is not None and lag <= self.ttl_ms:
-                if lag and self._on_stale_read is not None:
-                    self._on_stale_read(lag)
+                if self._on_standby_read is not None:
+                    self._on_standby_read(wanted, lag)
                 return read
         try:
             return self._read_primary(pair, sql, (tenant, key))

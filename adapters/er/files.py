@@ -8,6 +8,7 @@ The values read here stay in memory.
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import re
 from collections import defaultdict
@@ -82,6 +83,25 @@ def read_records(
         for name in columns:
             columns[name] += part.get(name, [""] * len(part_ids))
     return ids, columns
+
+
+def labelled_sha256(paths: Sequence[Path]) -> str:
+    """The labelled set's digest: SHA-256 over each file's SHA-256 (hex, one
+    line each, in order), i.e. ``sha256sum FILES | cut -c1-64 | sha256sum``."""
+    lines = []
+    for path in paths:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        lines.append(digest.hexdigest() + "\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def febrl_files(number: int) -> list[Path]:
+    """The files Febrl 3 or 4 is read from (its links come from the ids)."""
+    names = ["dataset3.csv"] if number == 3 else ["dataset4a.csv", "dataset4b.csv"]
+    return [febrl_path(name) for name in names]
 
 
 def read_links(path: Path) -> list[tuple[str, str]]:

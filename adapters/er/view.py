@@ -10,7 +10,7 @@ from adapters.sql.plain_view import PostgresSqlView, SQLiteSqlView, SqlView
 from projections.er import ErView, JobRow, ResolutionRow
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from eventsourcing.persistence import Tracking
 
@@ -19,6 +19,10 @@ JOB_COLUMNS = (
     "id", "tenant", "entity_set", "status", "records", "embedded", "forced",
     "run_after", "attempt", "failure", "vectors_sha256", "created", "position",
 )  # fmt: skip
+LOCATIONS = "er_job_locations"
+"""Each job's data-root file, for catalog coverage only (no list shows it); a
+table of its own, so views built before it need no migration: their jobs have
+no row here until `conductor projections rebuild er`."""
 RESOLUTIONS = "er_resolutions_view"
 RESOLUTION_COLUMNS = (
     "id", "tenant", "entity_set", "records", "candidate_pairs", "proposed",
@@ -44,6 +48,10 @@ def _table(name: str, columns: Sequence[str]) -> str:
 
 TABLES = (
     _table(JOBS, JOB_COLUMNS),
+    f"CREATE TABLE IF NOT EXISTS {LOCATIONS} (id TEXT NOT NULL PRIMARY KEY, "
+    "tenant TEXT NOT NULL, location TEXT NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS er_job_locations_by_tenant "
+    f"ON {LOCATIONS} (tenant, location)",
     _table(RESOLUTIONS, RESOLUTION_COLUMNS),
     # The lists: a tenant's rows newest first, optionally of one entity set.
     f"CREATE INDEX IF NOT EXISTS er_jobs_by_tenant ON {JOBS} (tenant, created)",
@@ -154,6 +162,17 @@ class _ErSQL(SqlView, ErView):
     def load_jobs(self, ids: Sequence[UUID]) -> dict[UUID, JobRow]:
         return {r.id: r for r in map(_job, self._load(JOBS, ids))}
 
+    def job_locations(self, tenant: str) -> list[str]:
+        with self._reading() as c:
+            c.execute(
+                self._sql(
+                    f"SELECT DISTINCT location FROM {LOCATIONS} WHERE tenant = ? "
+                    "ORDER BY location"
+                ),
+                (tenant,),
+            )
+            return [r["location"] for r in c.fetchall()]
+
     def load_resolutions(self, ids: Sequence[UUID]) -> dict[UUID, ResolutionRow]:
         return {r.id: r for r in map(_resolution, self._load(RESOLUTIONS, ids))}
 
@@ -171,12 +190,21 @@ class _ErSQL(SqlView, ErView):
         jobs: Sequence[JobRow],
         resolutions: Sequence[ResolutionRow],
         tracking: Tracking,
+        locations: Mapping[UUID, tuple[str, str]] | None = None,
     ) -> None:
         with self._writing() as c:
             if jobs:
                 c.executemany(
                     self._sql(_upsert(JOBS, JOB_COLUMNS)),
                     [_job_params(r) for r in jobs],
+                )
+            if locations:
+                c.executemany(
+                    self._sql(
+                        f"INSERT INTO {LOCATIONS} VALUES (?, ?, ?) "
+                        "ON CONFLICT (id) DO NOTHING"
+                    ),
+                    [(str(i), *where) for i, where in locations.items()],
                 )
             if resolutions:
                 c.executemany(
@@ -229,6 +257,7 @@ class _ErSQL(SqlView, ErView):
 
     def _drop_rows(self, c: Any, tracking_table: str) -> None:
         c.execute(f"DELETE FROM {JOBS}")
+        c.execute(f"DELETE FROM {LOCATIONS}")
         c.execute(f"DELETE FROM {RESOLUTIONS}")
         c.execute(
             self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),

@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from adapters.sql.plain_view import PostgresSqlView, SQLiteSqlView, SqlView
-from projections.exports import ExportRow, ExportsView
+from projections.exports import READ_STATUSES, ExportRow, ExportsView
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -179,6 +179,18 @@ class _ExportsSQL(SqlView, ExportsView):
                 [*args, limit],
             )
             return [_row(r) for r in c.fetchall()]
+
+    def exported_datasets(self, tenant: str) -> list[UUID]:
+        with self._reading() as c:
+            c.execute(
+                self._sql(
+                    "SELECT DISTINCT dataset_id FROM exports_view WHERE tenant = ? "
+                    f"AND status IN ({', '.join(repr(s) for s in READ_STATUSES)}) "
+                    "ORDER BY dataset_id"
+                ),
+                (tenant,),
+            )
+            return [UUID(r["dataset_id"]) for r in c.fetchall()]
 
     def pending(self) -> list[ExportRow]:
         with self._reading() as c:

@@ -186,6 +186,7 @@ def _replay(args: argparse.Namespace) -> int:
         say(f"{verdict.kind} broken: {broken} ({checked:,} events verified before it)")
         return 1
     say(verdict.summary)
+    bad_evaluations = _show_evaluations(records, args)
     # A tenant's policy is as hostile to the auditor's machine as to the
     # server's: it is re-run under the same limits, in the same sandbox.
     engine = TieredRegoEngine(RegoSandbox())
@@ -200,7 +201,39 @@ def _replay(args: argparse.Namespace) -> int:
         f"replayed {len(ids):,} decision(s) in {seconds:.2f}s "
         f"({len(ids) / seconds if seconds else 0:,.0f}/s); {bad} mismatch(es)"
     )
-    return 1 if bad else 0
+    return 1 if bad or bad_evaluations else 0
+
+
+def _show_evaluations(records: list[Any], args: argparse.Namespace) -> int:
+    """Print the log's ER evaluations (the recall evidence); the inconsistent ones.
+
+    With --json they are one line, ``{"erEvaluations": [...]}``, before the
+    decisions (only when the log holds any).
+    """
+    from adapters.audit.evaluations import recorded_evaluations  # noqa: PLC0415
+
+    found = recorded_evaluations(records)
+    if not found:
+        return 0
+    if args.json:
+        print(json.dumps({"erEvaluations": [e.to_json() for e in found]}))
+    else:
+        print(f"ER evaluations: {len(found):,}")
+        for each in found:
+            f = each.figures
+            gain = f["recallGain"]
+            print(
+                f"  position {each.position}: {f['labelledSet']} "
+                f"sha256 {f['labelledSha256'][:12]} blocking {f['blocking']!r} "
+                f"candidate recall {f['baseline']['candidateRecall']:.4f} -> "
+                f"{f['assist']['candidateRecall']:.4f} (gain "
+                + ("n/a" if gain is None else f"{100 * gain:+.1f} %")
+                + f"), precision {f['baseline']['precision']:.4f} -> "
+                f"{f['assist']['precision']:.4f}, gate {f['gateDigest'][:12]}: "
+                + ("consistent" if not each.mismatches else "MISMATCH: ")
+                + "; ".join(each.mismatches)
+            )
+    return sum(1 for each in found if each.mismatches)
 
 
 def _replay_each(
@@ -337,7 +370,10 @@ def add_commands(sub: Any) -> None:
         "--url", help="fetch from this API with $CONDUCTOR_TOKEN (a tenant's slice)"
     )
     export_log.set_defaults(func=cmd_audit)
-    replay = audit.add_parser("replay", help="re-run export decisions from a log file")
+    replay = audit.add_parser(
+        "replay",
+        help="re-run export decisions from a log file; show its ER evaluations",
+    )
     replay.add_argument("--log", required=True)
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--export", help="one export id")

@@ -19,16 +19,24 @@ if TYPE_CHECKING:
     from api.settings import Settings
     from application.er.assist import ErAssist
     from application.er.evaluation import EvalReport, SideReport
+    from domain.er.evaluation import Side
 
 ROWS = (("blocking", "baseline"), ("blocking + ANN", "assist"), ("ANN only", "ann"))
 
 
-def _load(args: argparse.Namespace) -> tuple[Any, str]:
-    from adapters.er.files import febrl, labeled, read_links, read_records  # noqa: PLC0415
+def _load(args: argparse.Namespace) -> tuple[Any, str, list[Path]]:
+    """The labelled set, its name and the files it was read from."""
+    from adapters.er.files import (  # noqa: PLC0415
+        febrl,
+        febrl_files,
+        labeled,
+        read_links,
+        read_records,
+    )
 
     if args.febrl:
         name = "Febrl3 (dedup)" if args.febrl == 3 else "Febrl4 (linkage)"
-        return febrl(args.febrl), name
+        return febrl(args.febrl), name, febrl_files(args.febrl)
     if not args.records or not args.links:
         msg = "give --records and --links (or --febrl 3|4)"
         raise ValueError(msg)
@@ -38,7 +46,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, str]:
     )
     data = labeled(left, read_links(Path(args.links)), right)
     kind = "linkage" if right else "dedup"
-    return data, f"{Path(args.records).name} ({kind})"
+    files = [Path(args.records), *([Path(args.records_b)] if right else [])]
+    return data, f"{Path(args.records).name} ({kind})", [*files, Path(args.links)]
 
 
 def _row(label: str, side: SideReport) -> str:
@@ -82,16 +91,17 @@ def _print(report: EvalReport, header: str) -> None:
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.er.embedder import HashingEmbedder  # noqa: PLC0415
+    from adapters.er.files import labelled_sha256  # noqa: PLC0415
     from adapters.er.hnsw import HnswSearch  # noqa: PLC0415
     from adapters.signing.secrets import FileSecrets  # noqa: PLC0415
-    from api.runtime.er import hnsw_params, record_eval  # noqa: PLC0415
+    from api.runtime.er import hnsw_params  # noqa: PLC0415
     from application.er.evaluation import evaluate  # noqa: PLC0415
     from application.er.rules import Blocking, Gate  # noqa: PLC0415
     from domain.errors import ValidationError  # noqa: PLC0415
 
     started = time.perf_counter()
     try:
-        data, name = _load(args)
+        data, name, files = _load(args)
         blocking = Blocking.parse(args.blocking or settings.er_blocking)
         gate = Gate.parse(
             settings.er_comparisons, args.threshold or settings.er_merge_at
@@ -112,14 +122,21 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         vectors=(left, right),
         k=k,
     )
-    delta = report.assist.pairs_completeness - report.baseline.pairs_completeness
-    record_eval(
-        settings.var_path / "er",
-        delta,
-        {"set": name, "blocking": blocking.spec, "k": k, "gate": gate.spec},
+    position = _record(
+        settings,
+        report,
+        labelled_set=name,
+        labelled_sha256=labelled_sha256(files),
+        records=data.rows_left + (data.rows_right or 0),
+        blocking=blocking.spec,
+        k=k,
+        gate_digest=gate.digest,
+        embedder=embedder.name,
     )
+    recorded = f"recorded as ErEvaluation.Evaluated at log position {position:,}"
     if args.json:
         print(json.dumps(report.to_json(), sort_keys=False))
+        print(recorded, file=sys.stderr)  # stdout stays one JSON document
         return 0
     size = f"{data.rows_left:,}" + (
         f" x {data.rows_right:,}" if data.rows_right is not None else ""
@@ -130,6 +147,60 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         f"{report.total_pairs:,}\nblocking {blocking.spec!r}; ANN k={k} "
         f"(hnswlib M={params.m} ef={params.ef}); gate {gate.spec} "
         f"({time.perf_counter() - started:.1f}s)",
+    )
+    print(recorded)
+    return 0
+
+
+def _record(settings: Settings, report: EvalReport, **run: Any) -> int:
+    """Record the evaluation in the log (the recall guard and auditors read it)."""
+    from api.bootstrap import build_conductor  # noqa: PLC0415
+
+    services = build_conductor(settings)
+    try:
+        return services.er.evaluations.record_evaluation(report, **run)
+    finally:
+        services.close()
+
+
+def cmd_last_eval(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the latest evaluation recorded in the log (what the guard reads)."""
+    del args
+    from api.bootstrap import build_conductor  # noqa: PLC0415
+
+    services = build_conductor(settings)
+    try:
+        figures = services.er.evaluations.latest()
+    finally:
+        services.close()
+    if figures is None:
+        print(
+            "no ER evaluation in the log yet (run conductor er eval)", file=sys.stderr
+        )
+        return 1
+
+    def side(s: Side) -> dict[str, Any]:
+        return {
+            "pairs": s.pairs,
+            "candidateRecall": float(s.candidate_recall),
+            "recall": float(s.recall),
+            "precision": float(s.precision),
+        }
+
+    gain = figures.recall_gain
+    print(
+        json.dumps(
+            {
+                "labelledSet": figures.labelled_set,
+                "labelledSha256": figures.labelled_sha256,
+                "blocking": figures.blocking,
+                "gateDigest": figures.gate_digest,
+                "baseline": side(figures.baseline),
+                "assist": side(figures.assist),
+                "recallGain": None if gain is None else float(gain),
+                "recallDelta": float(figures.recall_delta),
+            }
+        )
     )
     return 0
 
@@ -237,6 +308,11 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--tenant", default="eval", help="whose embedding key to use")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    er.add_parser(
+        "last-eval",
+        help="the latest evaluation in the log (JSON), as the guard reads it",
+    ).set_defaults(func=cmd_last_eval)
 
     index = er.add_parser("index", help="ANN indexes").add_subparsers(
         dest="index_action", required=True

@@ -1,8 +1,13 @@
-"""/v1/tenants/{tenant}/budget and /burn: a tenant's budget, and how fast it burns."""
+"""/v1/tenants/{tenant}/budget and /burn: a tenant's budget, and how fast it burns.
+
+The burn is the burn read model's (projections/burn.py): each tenant's burns
+as of its newest usage, not recomputed per request.
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -13,10 +18,10 @@ from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
 from api.problems import Problem
-from api.requests import principal
+from api.requests import principal, read_model
 from api.wiring.autopilot import AutopilotBundle
-from application.autopilot.tenant_burn import measure
-from domain.autopilot.budget import TenantBudget, budget_id, dec
+from api.wiring.core import Core
+from domain.autopilot.budget import TenantBudget, dec
 
 Tenant = FromPath[str]
 
@@ -161,28 +166,29 @@ class BudgetController(Controller):
         self,
         request: Request[Any, Any, Any],
         tenant: Tenant,
+        core: NamedDependency[Core],
         autopilot: NamedDependency[AutopilotBundle],
-    ) -> dict[str, Any]:
-        """Cost burn and SLO error-budget burn over 5 m, 30 m, 1 h, 6 h and 3 d."""
+    ) -> Response[dict[str, Any]]:
+        """Cost burn and SLO error-budget burn over 5 m, 30 m, 1 h, 6 h and 3 d,
+        as of the tenant's newest usage (``asOf``), from the burn read model."""
         _own(request, tenant)
-        if autopilot.usage is None:
-            raise Problem(503, "the usage read model is not available")
-        row = autopilot.usage.load_budgets([budget_id(tenant)]).get(budget_id(tenant))
-        if row is None or not row.period:
+        headers = read_model(
+            request, core.runners["burn"], core.settings.min_position_wait_s
+        )
+        row = autopilot.burn.burn(tenant)
+        if row is None:
             raise Problem(404, f"tenant {tenant} has no budget")
-        burn = measure(autopilot.usage, row, time.time())
-        evidence = burn.evidence()
-        return {
+        body = {
             "tenant": tenant,
-            "cost": evidence["cost"],
-            "slo": evidence["sloBurn"],
-            "alerts": evidence["alerts"],
-            "page": burn.page,
-            "ticket": burn.ticket,
-            "requests": {
-                window: {rc: c.to_json() for rc, c in per.items()}
-                for window, per in burn.windows.items()
-            },
+            "cost": row.cost,
+            "slo": row.slo,
+            "alerts": row.alerts,
+            "page": row.page,
+            "ticket": row.ticket,
+            "requests": row.requests,
             "capUnitsPerS": row.cap_units_per_s,
-            "shaping": row.shaping or {},
+            "shaping": row.shaping,
+            "asOf": datetime.fromtimestamp(row.as_of_ms / 1000, UTC).isoformat(),
+            "position": row.position,
         }
+        return Response(body, headers=headers)

@@ -9,11 +9,10 @@ from litestar.di import NamedDependency
 
 from api.auth import requires
 from api.requests import principal, read_model
-from api.schemas.catalog import CoverageOut
+from api.schemas.catalog import CoverageOut, UnregisteredOut
 from api.wiring.catalog import CatalogBundle
 from api.wiring.core import Core
 from api.wiring.dr import DrBundle
-from projections.coverage import CatalogQueries
 
 
 class CatalogController(Controller):
@@ -33,18 +32,22 @@ class CatalogController(Controller):
         catalog: NamedDependency[CatalogBundle],
         dr: NamedDependency[DrBundle],
     ) -> Response[CoverageOut]:
-        """Registered data files over files found; classified and contract shares.
+        """Registered active datasets over active ones; files, classified and
+        contract shares.
+
+        Active: the data-root files, ER jobs' files, exported datasets and the
+        lineage of active datasets; registered: an active entry's location
+        matches (docs/catalog.md#coverage).
 
         With x-ig-read-from on a DR pair, a standby's replicated catalog may
         answer (the data files are this host's, whichever region answers).
         """
         tenant = principal(request).tenant
-        files = catalog.queries.files
+        queries = catalog.queries
         pair = dr.runtime
         route = (
             pair.route_catalog(
-                request.headers,
-                lambda view: CatalogQueries(view, files).coverage(tenant),
+                request.headers, lambda view: queries.over(view).coverage(tenant)
             )
             if pair is not None
             else None
@@ -71,5 +74,16 @@ class CatalogController(Controller):
             classified_share=round(cov.classified_share, 6),
             contract_share=round(cov.contract_share, 6),
             missing_locations=list(cov.missing_locations),
+            file_coverage=round(cov.file_ratio, 6),
+            datasets_in_use=cov.in_use,
+            registered_in_use=cov.registered_in_use,
+            unregistered_in_use=[
+                UnregisteredOut(
+                    location=u.location,
+                    dataset_id=u.dataset_id,
+                    seen_by=list(u.seen_by),
+                )
+                for u in cov.unregistered_in_use
+            ],
         )
         return Response(body, headers=headers)

@@ -1,13 +1,14 @@
 """/v1/dr: commands written to the primary region, reads routed by header.
 
 Lineage reads are answered by this region's own lineage store (region B's is
-kept by its follower from the replicated log).
+kept by its follower from the replicated log); the DR state by its read model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -26,11 +27,12 @@ from adapters.dr.router import (
 from api.auth import requires
 from api.controllers.datasets import Depth
 from api.problems import Problem, region_problem
-from api.requests import principal
+from api.requests import principal, read_model
 from api.runtime.dr import DrRuntime, read_from
 from api.schemas.catalog import LineageEdgeOut, LineageNodeOut, LineageOut
 from api.wiring.core import Core
 from api.wiring.dr import DrBundle
+from projections.dr_state import RATE_WINDOWS, RegionState
 
 Key = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 
@@ -48,6 +50,50 @@ class DrCommandOut(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     payload_sha256: str
     epoch: int
     region: str
+
+
+class RegionStateOut(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    region: str
+    role: str
+    """primary, standby or down, as the region said at its newest sample."""
+    epoch: int
+    lag_ms: int | None
+    lag_bytes: int | None
+    read_only: bool
+    sampled_at: str
+    """When the newest sample was taken (ISO 8601, UTC)."""
+    cause: str
+    """Why it was taken: interval, above or below (the alert threshold)."""
+    samples: int
+    position: int
+    """Log position of the newest sample."""
+    stale_read_rate: dict[str, float | None]
+    """5m, 1h, 1d -> stale reads / secondary reads (null: no secondary reads)."""
+
+
+class DrStateOut(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    regions: list[RegionStateOut]
+    position: int
+    """The read model's position (x-ig-position)."""
+
+
+def _region_out(row: RegionState) -> RegionStateOut:
+    return RegionStateOut(
+        region=row.region,
+        role=row.role,
+        epoch=row.epoch,
+        lag_ms=row.lag_ms,
+        lag_bytes=row.lag_bytes,
+        read_only=row.read_only,
+        sampled_at=datetime.fromtimestamp(row.sampled_at_ms / 1000, UTC).isoformat(),
+        cause=row.cause,
+        samples=row.samples,
+        position=row.position,
+        stale_read_rate={
+            w: None if (r := row.stale_rate.get(w)) is None else round(r, 6)
+            for w in RATE_WINDOWS
+        },
+    )
 
 
 def _runtime(dr: DrBundle) -> DrRuntime:
@@ -119,6 +165,24 @@ class DrController(Controller):
             payload_sha256=read.row[1],
             epoch=read.row[2],
             region=read.row[3],
+        )
+        return Response(body, headers=headers)
+
+    @get("/state", operation_id="ReadDrState", sync_to_thread=True)
+    def read_state(
+        self,
+        request: Request[Any, Any, Any],
+        core: NamedDependency[Core],
+        dr: NamedDependency[DrBundle],
+    ) -> Response[DrStateOut]:
+        """Each region's role, epoch, lag, read-only flag and stale-read rates,
+        from the DR state read model (platform data: no tenant's)."""
+        headers = read_model(
+            request, core.runners["dr-state"], core.settings.min_position_wait_s
+        )
+        body = DrStateOut(
+            regions=[_region_out(row) for row in dr.state.regions()],
+            position=int(headers["x-ig-position"]),
         )
         return Response(body, headers=headers)
 

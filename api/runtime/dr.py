@@ -26,12 +26,14 @@ from api.problems import Problem
 from api.requests import is_position
 from application.catalog.datasets import Datasets
 from application.dr.lag_alerts import LagAlarm, LagAlerts
+from application.dr.lag_samples import LagSampleLog, RegionSample, SampleClock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from eventsourcing.persistence import TrackingRecorder
 
+    from adapters.dr.health import RegionStatus
     from adapters.ledger.store import Ledger
     from api.metrics import Metrics
     from api.settings import Settings
@@ -43,6 +45,10 @@ T = TypeVar("T")
 V = TypeVar("V", bound="TrackingRecorder")
 WATCH_S = 0.25
 """How often the lag alert samples the standby's staleness."""
+SECONDARY_READS = "conductor_dr_secondary_reads_total"
+"""The counter of reads a standby answered (LagSampled.secondary_reads)."""
+STALE_READS = "conductor_dr_stale_reads_total"
+"""The counter of those with a non-zero staleness (LagSampled.stale_reads)."""
 
 
 class PairFile:
@@ -136,8 +142,9 @@ class DrRuntime:
         alerts: LagAlerts,
         lineage: RegionLineage | None = None,
         catalogs: RegionCatalogs | None = None,
-        on_stale_read: Callable[[int], None] | None = None,
+        on_standby_read: Callable[[str, int], None] | None = None,
         regions: frozenset[str] = frozenset(),
+        samples: tuple[LagSampleLog, SampleClock] | None = None,
     ) -> None:
         self.router = router
         self._regions = regions
@@ -149,7 +156,8 @@ class DrRuntime:
         self.catalogs = catalogs
         """The regions' replicated read models (when the API's log is on the pair)."""
         self.pair = pair
-        self._on_stale_read = on_stale_read
+        self._on_standby_read = on_standby_read
+        """Called with (region, staleness in ms) for every read a standby answers."""
         self._pair = pair
         self._alarm = alarm
         self._alerts = alerts
@@ -157,6 +165,9 @@ class DrRuntime:
         self._thread: threading.Thread | None = None
         self.secondary_reads_off: Callable[[], bool] = lambda: False
         """The disable-secondary-reads backout: every read goes to the primary."""
+        self._samples = samples
+        self.sample_read_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        """This process's (stale reads, secondary reads) so far, for LagSampled."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._watch, name="dr-lag", daemon=True)
@@ -280,8 +291,8 @@ class DrRuntime:
         }
         if got.stale_ms:
             answer["x-ig-stale-read"] = str(got.stale_ms)
-            if self._on_stale_read is not None:
-                self._on_stale_read(got.stale_ms)
+        if self._on_standby_read is not None:
+            self._on_standby_read(region, got.stale_ms)
         return ReadRoute(got, answer)
 
     def _watch(self) -> None:
@@ -291,6 +302,7 @@ class DrRuntime:
             status = region_status(pair, region)
             lag = status.lag_ms if status.role == "standby" else None
             now = time.monotonic()
+            self._sample(pair, status, lag, now)
             change = self._alarm.observe(lag, now)
             if change == "fire" and lag is not None:
                 since = self._alarm.above_since or now
@@ -314,6 +326,46 @@ class DrRuntime:
                     lag_ms=lag,
                     position=position,
                 )
+
+    def _sample(
+        self, pair: RegionPair, standby: RegionStatus, lag: int | None, now: float
+    ) -> None:
+        """Record LagSampled for both regions when the clock says one is due
+        (every CONDUCTOR_DR_SAMPLE_S, and at once on a threshold crossing)."""
+        if self._samples is None:
+            return
+        samples, clock = self._samples
+        cause = clock.due(lag, now)
+        if cause is None:
+            return
+        stale, secondary = self.sample_read_counts()
+        statuses = [
+            standby if region == standby.region else region_status(pair, region)
+            for region in REGIONS
+        ]
+        try:
+            position = samples.record_samples(
+                tuple(
+                    RegionSample(
+                        region=s.region,
+                        role=s.role,
+                        epoch=pair.state.epoch if s.epoch is None else s.epoch,
+                        lag_ms=s.lag_ms,
+                        lag_bytes=s.lag_bytes,
+                        read_only=s.role != "primary",
+                        stale_reads=stale,
+                        secondary_reads=secondary,
+                    )
+                    for s in statuses
+                ),
+                at_ms=int(time.time() * 1000),
+                cause=cause,
+            )
+        except Exception:  # the log may be switching primaries: sample next time
+            clock.last_at = None
+            log.warning("lag_sample_failed", cause=cause, exc_info=True)
+            return
+        log.info("lag_sampled", cause=cause, lag_ms=lag, position=position)
 
 
 def uses_dr_ledger(settings: Settings) -> bool:
@@ -376,17 +428,13 @@ def dr_runtime(settings: Settings, metrics: Metrics, ledger: Ledger) -> DrRuntim
         msg = f"CONDUCTOR_DR_REGION must be one of {', '.join(REGIONS)}"
         raise ValueError(msg)
     pair = PairFile(Path(settings.dr_root))
-    stale_reads = Counter(
-        "conductor_dr_stale_reads_total",
-        "Reads answered by a standby with a non-zero x-ig-stale-read",
-        registry=metrics.registry,
-    )
+    counted = ReadCounters(metrics)
     metrics.registry.register(_LagCollector(pair))
     router = DrRouter(
         pair,
         region=settings.dr_region,
         ttl_ms=settings.stale_read_ttl_ms,
-        on_stale_read=lambda _ms: stale_reads.inc(),
+        on_standby_read=counted.count,
     )
     alarm = LagAlarm(
         threshold_ms=settings.dr_lag_alert_ms, for_s=settings.dr_lag_alert_for_s
@@ -408,13 +456,58 @@ def dr_runtime(settings: Settings, metrics: Metrics, ledger: Ledger) -> DrRuntim
         if uses_dr_ledger(settings)
         else None  # the catalog is in CONDUCTOR_DATABASE_URL, not on the pair
     )
-    return DrRuntime(
+    runtime = DrRuntime(
         router,
         pair,
         alarm,
         LagAlerts(ledger),
         lineage,
         catalogs,
-        on_stale_read=lambda _ms: stale_reads.inc(),
+        on_standby_read=counted.count,
         regions=frozenset(settings.regions),
+        samples=(
+            LagSampleLog(ledger),
+            SampleClock(
+                interval_s=settings.dr_sample_s, threshold_ms=settings.dr_lag_alert_ms
+            ),
+        ),
     )
+    # Hook: the standby reads this process served, for LagSampled.
+    runtime.sample_read_counts = counted.totals
+    return runtime
+
+
+class ReadCounters:
+    """The secondary-read and stale-read counters (by region): stale ÷
+    secondary is the stale-read rate."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.secondary = Counter(
+            SECONDARY_READS.removesuffix("_total"),
+            "Reads answered by a standby region (x-ig-read-region names it), "
+            "stale or not: the denominator of the stale-read rate",
+            ["region"],
+            registry=metrics.registry,
+        )
+        self.stale = Counter(
+            STALE_READS.removesuffix("_total"),
+            "Reads answered by a standby with a non-zero x-ig-stale-read",
+            ["region"],
+            registry=metrics.registry,
+        )
+        self._lock = threading.Lock()
+        self._totals = [0, 0]
+
+    def count(self, region: str, stale_ms: int) -> None:
+        """One read a standby answered, with its staleness."""
+        self.secondary.labels(region).inc()
+        if stale_ms:
+            self.stale.labels(region).inc()
+        with self._lock:
+            self._totals[0] += bool(stale_ms)
+            self._totals[1] += 1
+
+    def totals(self) -> tuple[int, int]:
+        """(stale reads, secondary reads) this process counted, every region."""
+        with self._lock:
+            return self._totals[0], self._totals[1]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from apscheduler.triggers.cron import CronTrigger
@@ -20,6 +19,7 @@ from adapters.er.hnsw import HnswIndexes, HnswParams, HnswSearch
 from adapters.er.store import SqlVectorStore
 from adapters.signing.secrets import FileSecrets
 from application.er.assist import LEASE_LOST, LEASED_ELSEWHERE, ErAssist
+from application.er.evaluations import ErEvaluations
 from application.er.inputs import ErPolicy, Ports
 from application.er.rules import Blocking, Gate
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from projections.er import ErView
 
 log = structlog.get_logger("conductor.er")
-LAST_EVAL = "last-eval.json"
 
 
 def offpeak_trigger(settings: Settings) -> CronTrigger:
@@ -179,7 +178,9 @@ class ErRuntime:
             policy=er_policy(settings),
         )
         self.worker = ErWorker(self.app, metrics)
-        metrics.watch_er_eval(self.root / LAST_EVAL)
+        self.evaluations = ErEvaluations(ledger)
+        """`conductor er eval` runs, recorded in the log (the recall evidence)."""
+        metrics.watch_er_eval(self.evaluations.latest)
         self.charge: Callable[[str, int, int], None] | None = None
         """The meter's ``charge_embeddings`` (None: metering off)."""
         self.shaped: Callable[[str], str | None] = _not_shaped
@@ -200,14 +201,6 @@ class ErRuntime:
         skipped by its lease; one whose lease expired is resumed.)"""
         return self.worker.start_all(self.app.due_jobs(now or datetime.now(UTC)))
 
-    def last_eval(self) -> dict[str, Any] | None:
-        """The last `conductor er eval`'s numbers, if one ran (no values)."""
-        try:
-            found = json.loads((self.root / LAST_EVAL).read_text())
-        except (OSError, ValueError):
-            return None
-        return found if isinstance(found, dict) and "recall_delta" in found else None
-
     def close(self) -> None:
         self.worker.close()
         self.store.close()
@@ -216,12 +209,3 @@ class ErRuntime:
 def _not_shaped(tenant: str) -> str | None:
     del tenant
     return None
-
-
-def record_eval(root: Path, delta: float, summary: dict[str, object]) -> None:
-    """Keep the last eval's numbers (no values) for the er_recall_delta metric."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LAST_EVAL
-    draft = path.with_suffix(".tmp")
-    draft.write_text(json.dumps({"recall_delta": delta, **summary}, sort_keys=True))
-    draft.replace(path)

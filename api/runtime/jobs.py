@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from application.autopilot.budgets import PLATFORM
+from application.er.evaluations import RECALL_GAIN_TARGET, below_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from application.autopilot.incidents import Incidents
     from application.autopilot.metering import Meter
     from application.dr.lag_alerts import LagAlerts
+    from application.er.evaluations import ErEvaluations
     from application.exports.exports import Exports
     from projections.catalog import CatalogView
     from projections.coverage import CatalogQueries
@@ -37,7 +39,7 @@ log = structlog.get_logger("conductor.jobs")
 
 
 COVERAGE_GUARD = 0.9
-"""The seed's alert: catalog coverage under 90 % opens an issue."""
+"""The seed's alert: catalog coverage under 90 % of active datasets opens an issue."""
 
 
 def refresh_coverage(
@@ -46,7 +48,8 @@ def refresh_coverage(
     metrics: Metrics,
     autopilot: Autopilot,
 ) -> None:
-    """Recompute every tenant's catalog coverage gauge; guard it at 90 %."""
+    """Recompute every tenant's catalog coverage gauge (registered active
+    datasets over active ones); guard it at 90 %."""
     for tenant in catalog.tenants():
         coverage = queries.coverage(tenant)
         metrics.catalog_coverage.labels(tenant).set(coverage.ratio)
@@ -54,7 +57,12 @@ def refresh_coverage(
             tenant,
             "catalog-coverage",
             on=coverage.ratio < COVERAGE_GUARD,
-            evidence={"coverage": coverage.ratio, "threshold": COVERAGE_GUARD},
+            evidence={
+                "coverage": coverage.ratio,
+                "threshold": COVERAGE_GUARD,
+                "datasetsInUse": coverage.in_use,
+                "registeredInUse": coverage.registered_in_use,
+            },
             now_s=time.time(),
         )
 
@@ -89,8 +97,9 @@ def run_autopilot(
         metrics.autopilot_actions.labels(action.kind).inc()
 
 
-ER_RECALL_GUARD = 0.10
-"""The seed's alert: ER's recall delta (blocking|ANN over blocking) under +10 %."""
+ER_RECALL_GUARD = RECALL_GAIN_TARGET
+"""The seed's alert: the ER assist's candidate-recall gain under +10 %, relative
+((assist - baseline) / baseline, as `er eval` prints it), at equal precision."""
 
 
 def export_finished(
@@ -110,9 +119,11 @@ def export_finished(
     )
 
 
-def platform_guards(autopilot: Autopilot, lag_alerts: LagAlerts, er: ErRuntime) -> None:
+def platform_guards(
+    autopilot: Autopilot, lag_alerts: LagAlerts, evaluations: ErEvaluations
+) -> None:
     """Guards of the whole platform (pseudo-tenant _platform): the replica-lag
-    alert and the last ER eval's recall delta."""
+    alert and the latest ER evaluation's relative recall gain (from the log)."""
     now = time.time()
     # the lag alert is recorded by whichever process watches the DR pair
     firing = lag_alerts.firing()
@@ -123,14 +134,23 @@ def platform_guards(autopilot: Autopilot, lag_alerts: LagAlerts, er: ErRuntime) 
         evidence={"firingRegions": firing},
         now_s=now,
     )
-    last = er.last_eval()
+    last = evaluations.latest()
     if last is not None:
-        delta = float(last["recall_delta"])
+        gain = last.recall_gain
         autopilot.set_guard(
             PLATFORM,
             "er-recall",
-            on=delta < ER_RECALL_GUARD,
-            evidence={"recallDelta": delta, "threshold": ER_RECALL_GUARD},
+            on=below_target(last, ER_RECALL_GUARD),
+            evidence={
+                "recallGain": None if gain is None else float(gain),
+                "threshold": float(ER_RECALL_GUARD),
+                "baselineRecall": float(last.baseline.candidate_recall),
+                "assistRecall": float(last.assist.candidate_recall),
+                "baselinePrecision": float(last.baseline.precision),
+                "assistPrecision": float(last.assist.precision),
+                "recallDelta": float(last.recall_delta),
+                "labelledSha256": last.labelled_sha256,
+            },
             now_s=now,
         )
 

@@ -114,14 +114,24 @@ class LineageOut(Out, frozen=True):
     edges: list[LineageEdgeOut]
 
 
+class UnregisteredOut(Out, frozen=True):
+    location: str
+    """The data-root location ("" for a dataset without one: see datasetId)."""
+    dataset_id: UUID | None
+    seen_by: list[str]
+    """What uses it: files, er-jobs, exports, lineage."""
+
+
 class CoverageOut(Out, frozen=True):
     tenant: str
     coverage: float
-    """Share of data files under the tenant's data root that a dataset registers."""
+    """Share of the tenant's active datasets (in use) that an active entry registers."""
     files_found: int
     files_registered: int
     unregistered: list[str]
+    """Data files no active entry registers."""
     active_datasets: int
+    """Registry entries with status active (whether in use or not)."""
     retired_datasets: int
     classified_share: float
     """Share of active datasets that declare classified columns."""
@@ -129,3 +139,10 @@ class CoverageOut(Out, frozen=True):
     """Share of active datasets whose contract is active."""
     missing_locations: list[str]
     """Registered locations with no file behind them."""
+    file_coverage: float
+    """Registered data files over files found (what ``coverage`` was before)."""
+    datasets_in_use: int
+    """Active datasets: data files, ER jobs' files, exported, lineage-linked."""
+    registered_in_use: int
+    unregistered_in_use: list[UnregisteredOut]
+    """The active datasets no active entry registers (at most 100)."""

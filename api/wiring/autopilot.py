@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from adapters.autopilot.burn_view import burn_view
 from adapters.autopilot.incident_store import incident_store
 from adapters.autopilot.shaping_store import shaping_store
 from adapters.autopilot.usage_view import usage_view
@@ -18,6 +19,7 @@ from application.autopilot.metering import Meter, PriceTable
 if TYPE_CHECKING:
     from api.settings import Settings
     from api.wiring.core import Core
+    from projections.burn import BurnView
     from projections.usage import UsageView
 
 
@@ -29,6 +31,7 @@ class AutopilotBundle:
         *,
         budgets: Budgets,
         usage: UsageView,
+        burn: BurnView,
         meter: Meter | None,
         shaping: ShapingGate | None,
         controller: Autopilot,
@@ -37,6 +40,8 @@ class AutopilotBundle:
         self.budgets = budgets
         self.usage = usage
         """The usage read model (budgets, per-minute metering buckets)."""
+        self.burn = burn
+        """The burn read model (each tenant's burns as of its newest usage)."""
         self.meter = meter
         """This process's meter (None: metering off)."""
         self.shaping = shaping
@@ -58,6 +63,7 @@ def wire_autopilot(core: Core) -> AutopilotBundle:
     return AutopilotBundle(
         budgets=budgets,
         usage=usage,
+        burn=burn_view(core.ledger),
         meter=Meter(budgets, prices(settings)) if settings.metering else None,
         shaping=ShapingGate(store, refresh_s=settings.shaping_refresh_s)
         if settings.shaping

@@ -32,7 +32,10 @@ class Jobs:
         )
         self.flush_meter = partial(jobs.flush_meter, autopilot.meter)
         self.platform_guards = partial(
-            jobs.platform_guards, autopilot.controller, wired.dr.lag_alerts, wired.er
+            jobs.platform_guards,
+            autopilot.controller,
+            wired.dr.lag_alerts,
+            wired.er.evaluations,
         )
         self._tick = partial(
             jobs.run_autopilot,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -20,11 +21,23 @@ from application.dr.lag_alerts import LagAlerts
 from tests.conftest import bearer
 from tests.integration.test_er_api import wait_job, write_people
 from tests.integration.test_exports import proven
+from tests.unit.test_er_evaluations import DIGEST, report
 
 if TYPE_CHECKING:
     from api.settings import Settings
 
 pytestmark = pytest.mark.integration
+
+
+EVAL_RUN = {
+    "labelled_set": "people.csv (dedup)",
+    "labelled_sha256": DIGEST,
+    "records": 1000,
+    "blocking": "exact:given_name",
+    "k": 5,
+    "gate_digest": "cd" * 32,
+    "embedder": "hash",
+}
 
 
 def caught_up(services: Any, view: str) -> None:
@@ -97,19 +110,100 @@ def test_catalog_coverage_under_90_percent_breaches_for_the_tenant(
     assert "catalog-coverage" not in guards(client, "acme")
 
 
-def test_replica_lag_and_er_recall_are_platform_guards(
+def test_coverage_is_the_share_of_active_datasets_an_active_entry_registers(
     client: TestClient[Any], settings: Settings
 ) -> None:
+    """10 active (8 data files, an ER job's file, a lineage-linked dataset
+    without a file), 8 registered: 0.8 breaches; registering the ER job's
+    file makes 9 of 10: 0.9 clears."""
     services = client.app.state.conductor
-    # the ER eval recorded a recall delta under +10 %
-    root = settings.var_path / "er"
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "last-eval.json").write_text(json.dumps({"recall_delta": 0.04}))
-    services.jobs.platform_guards()
-    assert "er-recall" in guards(client, PLATFORM)
-    (root / "last-eval.json").write_text(json.dumps({"recall_delta": 0.2}))
+    root = settings.data_root_path / "acme"
+    write_people(settings, 5)  # the ER job's file, gone after the job's request
+    job = client.post(
+        "/v1/er/jobs",
+        json={"entitySet": "crm", "location": "people.csv"},
+        headers=bearer("acme", "er.write"),
+    )
+    assert job.status_code == 202, job.text
+    (root / "people.csv").unlink()
+    for i in range(8):
+        (root / f"f{i}.csv").write_text("a\n1\n")
+    upstream = register_at(client, "warehouse", "warehouse/w.csv")  # no file
+    register_at(client, "f0", "f0.csv", upstream=[upstream])
+    for i in range(1, 7):  # f7.csv stays unregistered
+        register_at(client, f"f{i}", f"f{i}.csv")
+    caught_up(services, "catalog")
+    caught_up(services, "er")
+    services.jobs.refresh_coverage()
+    assert "catalog-coverage" in guards(client, "acme")
+    body = client.get("/v1/catalog/coverage", headers=bearer()).json()
+    assert (body["datasetsInUse"], body["registeredInUse"]) == (10, 8)
+    assert body["coverage"] == pytest.approx(0.8)
+    assert body["fileCoverage"] == pytest.approx(7 / 8)  # the old figure
+    assert (body["filesFound"], body["filesRegistered"]) == (8, 7)
+    assert body["unregisteredInUse"] == [
+        {"location": "f7.csv", "datasetId": None, "seenBy": ["files"]},
+        {"location": "people.csv", "datasetId": None, "seenBy": ["er-jobs"]},
+    ]
+    metrics = client.get("/metrics").text
+    assert 'conductor_catalog_coverage_ratio{tenant="acme"} 0.8' in metrics
+
+    register_at(client, "people", "people.csv")
+    caught_up(services, "catalog")
+    services.jobs.refresh_coverage()
+    assert "catalog-coverage" not in guards(client, "acme")
+    body = client.get("/v1/catalog/coverage", headers=bearer()).json()
+    assert (body["datasetsInUse"], body["registeredInUse"]) == (10, 9)
+
+
+def register_at(client: TestClient[Any], name: str, location: str, **more: Any) -> str:
+    body = {
+        "name": name, "license": "CC-BY-4.0", "purposes": ["investigation"],
+        "retention": "P1Y", "region": "EU", "contractVersion": "v1",
+        "location": location, **more,
+    }  # fmt: skip
+    made = client.post("/v1/datasets", json=body, headers=bearer())
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def test_replica_lag_and_er_recall_are_platform_guards(
+    client: TestClient[Any],
+) -> None:
+    """The ER guard compares the relative recall gain of the latest evaluation
+    in the log with +10 %; the replica-lag guard follows the lag alert."""
+    services = client.app.state.conductor
+    # Nothing evaluated yet: no guard, no gauge sample.
     services.jobs.platform_guards()
     assert "er-recall" not in guards(client, PLATFORM)
+    assert "\nconductor_er_recall_gain " not in client.get("/metrics").text
+    record = partial(services.er.evaluations.record_evaluation, **EVAL_RUN)
+
+    # A baseline near 1.0 the assist adds little to: +5.2 % relative breaches.
+    record(report(0.95, 0.999))
+    services.jobs.platform_guards()
+    assert "er-recall" in guards(client, PLATFORM)
+    assert "er-recall" in opened(client, PLATFORM)
+    metrics = client.get("/metrics").text
+    assert "conductor_er_recall_gain 0.051579" in metrics
+    assert "conductor_er_recall_delta 0.049" in metrics
+
+    # 0.5 -> 0.56: the old absolute logic breached (+0.06 < 0.10), the
+    # relative gain is +12 % >= +10 %: the guard clears.
+    record(report(0.5, 0.56))
+    services.jobs.platform_guards()
+    assert "er-recall" not in guards(client, PLATFORM)
+    cleared = [
+        json.loads(e.state)["evidence"]
+        for e in services.core.ledger.entries(after=0, limit=1000)
+        if e.topic.endswith("GuardCleared")
+    ]
+    assert {"recallGain", "recallDelta", "baselineRecall", "assistRecall"} <= set(
+        cleared[-1]
+    )
+    metrics = client.get("/metrics").text
+    assert "conductor_er_recall_gain 0.12" in metrics
+    assert "conductor_er_recall_delta 0.06" in metrics
 
     # a firing lag alert (as the DR watcher records it) is the replica-lag guard
     alerts = LagAlerts(services.core.ledger)

@@ -160,7 +160,10 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
         for path in _routes(source, export_id)
     }
     wait_fresh(site.pair)
+    before = _read_counts(api)
     _assert_b_answers_like_a(api, wanted)
+    fresh = _read_counts(api)
+    assert fresh[1] - before[1] >= 2 * len(wanted)  # every answer of B counted
     coverage = wanted["/v1/catalog/coverage"].json()
     assert coverage["filesRegistered"] == 1
     lineage = wanted[_routes(source, export_id)[0]].json()
@@ -194,6 +197,23 @@ def test_lineage_coverage_and_exports_are_routed_by_x_ig_read_from(
     assert got.json() == wanted[f"/v1/datasets/{source}"].json()
 
     _assert_stale_then_primary(api, site, wanted, _routes(source, export_id)[0])
+    after = _read_counts(api)
+    stale, secondary = after[0] - before[0], after[1] - before[1]
+    assert stale >= len(wanted)  # the cut link's answers, each with its header
+    assert 0 < stale / secondary <= 1  # the stale-read rate
+    metrics = api.get("/metrics").text
+    assert 'conductor_dr_secondary_reads_total{region="B"}' in metrics
+    assert 'conductor_dr_stale_reads_total{region="B"}' in metrics
+
+
+def _read_counts(api: TestClient[Any]) -> tuple[float, float]:
+    """(stale reads, secondary reads) region B answered, from /metrics' registry."""
+    registry = _services(api).core.metrics.registry
+    stale = registry.get_sample_value("conductor_dr_stale_reads_total", {"region": "B"})
+    secondary = registry.get_sample_value(
+        "conductor_dr_secondary_reads_total", {"region": "B"}
+    )
+    return stale or 0.0, secondary or 0.0
 
 
 def test_without_the_header_reads_come_from_the_region_the_api_runs_in(

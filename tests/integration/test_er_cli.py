@@ -7,8 +7,12 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from prometheus_client import generate_latest
 
+from adapters.er.files import labelled_sha256
+from adapters.ledger.store import open_ledger
 from api.metrics import Metrics
+from application.er.evaluations import ErEvaluations
 from tests.integration.server import cli
 from tests.unit.test_er_eval import TINY, TINY_LINKS
 
@@ -39,7 +43,8 @@ def write_tiny(folder: Path) -> tuple[Path, Path]:
 def test_eval_json_has_the_documented_shape_and_the_exact_numbers(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    """--json prints baseline/assist/recovered_share; the recall delta is exposed."""
+    """--json prints baseline/assist/recovered_share; the run is an event in the
+    log (the gauges and the guard read it), which audit replay shows."""
     records, links = write_tiny(tmp_path / "set")
     done = cli(
         sqlite_url, tmp_path / "var", "er", "eval", "--records", str(records),
@@ -56,11 +61,51 @@ def test_eval_json_has_the_documented_shape_and_the_exact_numbers(
     assert report["assist"]["pairs_completeness"] == 1.0
     assert report["recovered_share"] == 1.0
 
-    metrics = Metrics()
-    metrics.watch_er_eval(tmp_path / "var" / "er" / "last-eval.json")
-    from prometheus_client import generate_latest  # noqa: PLC0415
+    assert "recorded as ErEvaluation.Evaluated at log position" in done.stderr
+    ledger = open_ledger(sqlite_url, pool_size=1)
+    try:
+        metrics = Metrics()
+        metrics.watch_er_eval(ErEvaluations(ledger).latest)
+        scraped = generate_latest(metrics.registry)
+    finally:
+        ledger.close()
+    assert b"conductor_er_recall_gain 1.0" in scraped  # 0.5 -> 1.0: +100 %
+    assert b"conductor_er_recall_delta 0.5" in scraped
+    assert not (tmp_path / "var" / "er" / "last-eval.json").exists()
+    last = cli(sqlite_url, tmp_path / "var", "er", "last-eval")
+    assert last.returncode == 0, last.stderr
+    assert json.loads(last.stdout)["recallGain"] == 1.0
 
-    assert b"conductor_er_recall_delta 0.5" in generate_latest(metrics.registry)
+    log = tmp_path / "log.jsonl"
+    exported = cli(
+        sqlite_url, tmp_path / "var", "audit", "export-log", "--out", str(log)
+    )
+    assert exported.returncode == 0, exported.stderr
+    replayed = cli(
+        sqlite_url, tmp_path / "var", "audit", "replay", "--log", str(log), "--all",
+        "--json",
+    )  # fmt: skip
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    [evaluations] = [json.loads(line) for line in replayed.stdout.splitlines()]
+    [evaluation] = evaluations["erEvaluations"]
+    digest = labelled_sha256([records, links])
+    assert evaluation["labelledSha256"] == digest
+    assert evaluation["position"] > 0
+    assert evaluation["baseline"]["candidateRecall"] == 0.5
+    assert evaluation["assist"]["candidateRecall"] == 1.0
+    assert (evaluation["recallGain"], evaluation["recallDelta"]) == (1.0, 0.5)
+    assert (evaluation["baseline"]["pairs"], evaluation["assist"]["pairs"]) == (6, 15)
+    assert evaluation["consistent"]
+    assert evaluation["meetsTarget"]
+    text = cli(
+        sqlite_url, tmp_path / "var", "audit", "replay", "--log", str(log), "--all"
+    ).stdout
+    assert "ER evaluations: 1" in text
+    assert f"sha256 {digest[:12]}" in text
+    assert "candidate recall 0.5000 -> 1.0000 (gain +100.0 %)" in text
+    # no record value reaches the log
+    for _, person in TINY:
+        assert person["surname"] not in log.read_text()
 
 
 def test_eval_text_reports_the_gain_and_the_recovered_share(

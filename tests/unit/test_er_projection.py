@@ -14,7 +14,7 @@ from domain.er.resolution import EmbeddingJob, Resolution
 from projections.er import ErProjection, ErView, JobRow, ResolutionRow
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from uuid import UUID
 
 
@@ -25,6 +25,7 @@ class MemoryErView(POPOTrackingRecorder, ErView):
         super().__init__()
         self.jobs: dict[UUID, JobRow] = {}
         self.resolutions: dict[UUID, ResolutionRow] = {}
+        self.locations: dict[UUID, tuple[str, str]] = {}
 
     def load_jobs(self, ids: Sequence[UUID]) -> dict[UUID, JobRow]:
         return {i: self.jobs[i] for i in ids if i in self.jobs}
@@ -37,7 +38,10 @@ class MemoryErView(POPOTrackingRecorder, ErView):
         jobs: Sequence[JobRow],
         resolutions: Sequence[ResolutionRow],
         tracking: Tracking,
+        locations: Mapping[UUID, tuple[str, str]] | None = None,
     ) -> None:
+        for job_id, where in (locations or {}).items():
+            self.locations.setdefault(job_id, where)
         self.jobs.update((r.id, r) for r in jobs)
         self.resolutions.update((r.id, r) for r in resolutions)
         self.insert_tracking(tracking)
@@ -70,6 +74,9 @@ class MemoryErView(POPOTrackingRecorder, ErView):
             (r for r in self.resolutions.values() if r.tenant == tenant),
             key=lambda r: -r.created,
         )[:limit]
+
+    def job_locations(self, tenant: str) -> list[str]:
+        return sorted({loc for who, loc in self.locations.values() if who == tenant})
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -169,9 +176,16 @@ class TestErProjection:
         assert whole.max_tracking_id("ledger") == len(events)
 
     def test_rows_hold_no_file_location_requester_or_record_id(self) -> None:
-        """Only ids, counts, digests and statuses reach the read model."""
+        """Only ids, counts, digests and statuses reach the rows (and the lists)."""
         view = fold([*job_events(complete=True), *resolution_events()])
         text = repr([*view.jobs.values(), *view.resolutions.values()])
         for value in ("secret-people.csv", "alice", "r0", "surname"):
             assert value not in text
         assert "location" not in {f.name for f in dataclasses.fields(JobRow)}
+
+    def test_a_jobs_location_is_kept_apart_for_coverage(self) -> None:
+        """Catalog coverage counts the files ER jobs read: the location is kept
+        beside the rows, once per job, and only for its tenant."""
+        view = fold(*([e] for e in job_events(complete=True)))
+        assert view.job_locations("acme") == ["secret-people.csv"]
+        assert view.job_locations("globex") == []

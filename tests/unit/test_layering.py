@@ -130,6 +130,8 @@ PROJECTIONS = {
     "tenancy": "audit",
     "er": "er",
     "usage": "autopilot",
+    "burn": "autopilot",
+    "dr_state": "dr",
 }
 
 EDGES = {
@@ -137,6 +139,7 @@ EDGES = {
     ("audit", "dr"): "`conductor verify` checks signed drill evidence; the CLI "
     "opens the log on the DR pair's primary",
     ("audit", "ops"): "the tenancy projection places switch events",
+    ("audit", "er"): "auditors see the ER evaluations (the recall evidence) in a log",
     ("catalog", "audit"): "a dataset's history is a page of log entries",
     ("catalog", "dr"): "x-ig-read-from: a standby region may serve catalog reads",
     ("exports", "dr"): "x-ig-read-from: a standby region may serve export reads",

@@ -12,6 +12,8 @@ from domain.autopilot.usage import Usage
 from domain.catalog.dataset import Dataset
 from domain.dr.failover import Failover
 from domain.dr.lag_alert import LagAlert
+from domain.dr.lag_samples import LagSamples
+from domain.er.evaluation import ErEvaluation
 from domain.exports.policy import PLATFORM_POLICY, Policy, PolicyBinding
 from domain.ledger.keys import SigningKeyRing
 from domain.ops.switches import Switchboard
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from uuid import UUID
 
-PLATFORM_ONLY = {Failover, LagAlert}
+PLATFORM_ONLY = {Failover, LagAlert, LagSamples, ErEvaluation}
 """Aggregates no tenant reads: a new one must be put here, made public, or owned."""
 
 
@@ -162,6 +164,17 @@ def test_public_keys_and_the_platform_floor_are_everyones_the_rest_no_ones() -> 
     [started] = drill.collect_events()
     assert audience(started, {}) == PLATFORM
     assert fold([started]).slice("acme", after=0, until=5, limit=5) == []
+
+
+def test_er_evaluations_are_platform_evidence() -> None:
+    """The recall evidence is the platform's: in no tenant's slice, nor public."""
+    from tests.unit.test_er_evaluations import evaluated  # noqa: PLC0415
+
+    events = evaluated(0.5, 0.6).collect_events()
+    assert {audience(e, {}) for e in events} == {PLATFORM}
+    view = fold(events)
+    assert view.slice("eval", after=0, until=5, limit=5) == []
+    assert view.slice("acme", after=0, until=5, limit=5) == []
 
 
 def test_one_event_aggregates_are_sliced_without_an_owner_row() -> None:
