@@ -225,7 +225,10 @@ def _follow(wired: Conductor, mapper: Mapper[UUID]) -> None:
     # On a DR pair: a lossy failover reuses positions (drop cached pages) and a
     # runner that failed during the switch should retry now, not after backoff.
     on_primary_switch(
-        core.ledger, wired.catalog.search.clear, *(r.resume for r in runners.values())
+        core.ledger,
+        wired.catalog.search.clear,
+        wired.catalog.view.invalidate,
+        *(r.resume for r in runners.values()),
     )
 
 

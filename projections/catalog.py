@@ -20,6 +20,13 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from domain.catalog.dataset import Dataset
+from projections.catalog_state import (
+    AmendedState,
+    LineageLinkedState,
+    RegisteredState,
+    RetiredState,
+    decode,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -156,6 +163,12 @@ class CatalogView(TrackingRecorder):
     def close(self) -> None:
         """Release connections of the view's own (the datastore closes the rest)."""
 
+    def invalidate(self, *_: object) -> None:
+        """Forget what is cached from the rows (the log moved to another node).
+
+        Takes and ignores any arguments so it can be a listener.
+        """
+
 
 DATASET_TOPICS = tuple(
     get_topic(cls)
@@ -192,6 +205,8 @@ class CatalogProjection(Projection[CatalogView]):
 
     name = "catalog"
     topics = DATASET_TOPICS
+    decode = staticmethod(decode)
+    """The batched runner decodes stored states with this, not the mapper."""
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """One event at a time (the library's ProjectionRunner calls this)."""
@@ -204,8 +219,16 @@ class CatalogProjection(Projection[CatalogView]):
         ids = list(dict.fromkeys(event.originator_id for event, _ in items))
         batch = CatalogBatch(self.view.load_rows(ids) if ids else {})
         before = dict(batch.rows)
+        # The handler per event class, looked up once per batch: going through
+        # the singledispatchmethod binds a new function for every event.
+        dispatch = vars(CatalogProjection)["apply"].dispatcher.dispatch
+        handlers: dict[type, Any] = {}
         for event, event_tracking in items:
-            self.apply(event, event_tracking, batch)
+            cls = type(event)
+            handler = handlers.get(cls)
+            if handler is None:
+                handler = handlers[cls] = dispatch(cls)
+            handler(self, event, event_tracking, batch)
         changed = [row for key, row in batch.rows.items() if before.get(key) is not row]
         self.view.write_batch(changed, tracking)
 
@@ -215,7 +238,10 @@ class CatalogProjection(Projection[CatalogView]):
 
     @apply.register
     def _(
-        self, event: Dataset.Registered, tracking: Tracking, batch: CatalogBatch
+        self,
+        event: Dataset.Registered | RegisteredState,
+        tracking: Tracking,
+        batch: CatalogBatch,
     ) -> None:
         batch.rows[event.originator_id] = CatalogRow(
             id=event.originator_id,
@@ -231,7 +257,7 @@ class CatalogProjection(Projection[CatalogView]):
             tags=tuple(event.tags),
             owner=event.owner,
             location=event.location,
-            columns=tuple((str(c[0]), str(c[1])) for c in event.columns),
+            columns=_pairs(event.columns),
             upstream=tuple(event.upstream),
             status="active",
             version=event.originator_version,
@@ -242,7 +268,10 @@ class CatalogProjection(Projection[CatalogView]):
 
     @apply.register
     def _(
-        self, event: Dataset.Amended, tracking: Tracking, batch: CatalogBatch
+        self,
+        event: Dataset.Amended | AmendedState,
+        tracking: Tracking,
+        batch: CatalogBatch,
     ) -> None:
         batch.update(
             event,
@@ -257,20 +286,33 @@ class CatalogProjection(Projection[CatalogView]):
             tags=tuple(event.tags),
             owner=event.owner,
             location=event.location,
-            columns=tuple((str(c[0]), str(c[1])) for c in event.columns),
+            columns=_pairs(event.columns),
         )
 
     @apply.register
     def _(
-        self, event: Dataset.LineageLinked, tracking: Tracking, batch: CatalogBatch
+        self,
+        event: Dataset.LineageLinked | LineageLinkedState,
+        tracking: Tracking,
+        batch: CatalogBatch,
     ) -> None:
         batch.update(event, tracking, upstream=tuple(event.upstream))
 
     @apply.register
     def _(
-        self, event: Dataset.Retired, tracking: Tracking, batch: CatalogBatch
+        self,
+        event: Dataset.Retired | RetiredState,
+        tracking: Tracking,
+        batch: CatalogBatch,
     ) -> None:
         batch.update(event, tracking, status="retired")
+
+
+def _pairs(columns: Sequence[Any]) -> tuple[tuple[str, str], ...]:
+    """(name, classification) pairs from Column objects or decoded pairs."""
+    if not columns or type(columns[0]) is tuple:  # decoded: already pairs
+        return tuple(columns)
+    return tuple((str(c[0]), str(c[1])) for c in columns)
 
 
 class SearchCache:

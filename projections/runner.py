@@ -20,7 +20,12 @@ from eventsourcing.persistence import Tracking
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from eventsourcing.persistence import ApplicationRecorder, Mapper, TrackingRecorder
+    from eventsourcing.persistence import (
+        ApplicationRecorder,
+        Mapper,
+        Notification,
+        TrackingRecorder,
+    )
 
 APPLICATION_NAME = "ledger"
 
@@ -80,6 +85,12 @@ class BatchRunner:
         """After a wake-up, wait this long for more commits to share the batch."""
         self.on_batch = on_batch
         self._topics = frozenset(projection.topics)
+        # A projection may decode stored states itself (straight into structs,
+        # see projections/catalog_state.py), faster than the mapper's objects.
+        decode = getattr(projection, "decode", None)
+        self._decode: Callable[[Notification], Any] = (
+            decode if decode is not None else self._to_domain_event
+        )
         self._wake = threading.Event()
         self._resume = threading.Event()
         self._stop = threading.Event()
@@ -90,6 +101,9 @@ class BatchRunner:
     @property
     def name(self) -> str:
         return self.projection.name
+
+    def _to_domain_event(self, notification: Notification) -> Any:
+        return self.mapper.to_domain_event(notification)
 
     def position(self) -> int:
         return self.view.max_tracking_id(APPLICATION_NAME) or 0
@@ -119,10 +133,11 @@ class BatchRunner:
             )
             if not notifications:
                 break
+            topics, decode = self._topics, self._decode
             items = [
-                (self.mapper.to_domain_event(n), Tracking(APPLICATION_NAME, n.id))
+                (decode(n), Tracking(APPLICATION_NAME, n.id))
                 for n in notifications
-                if n.topic in self._topics
+                if n.topic in topics
             ]
             position = notifications[-1].id
             self.projection.process_batch(items, Tracking(APPLICATION_NAME, position))

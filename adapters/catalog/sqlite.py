@@ -1,27 +1,20 @@
-"""The catalog view on SQLite: rows, FTS5 index, facet tables, lineage edges."""
+"""The catalog view on SQLite: rows, lineage edges, the search index's feed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
+from adapters.catalog.index import INDEX_COLUMNS, CatalogIndex
 from adapters.catalog.sql import (
     ACTIVE_EDGES,
-    ALL,
-    CELL_COLUMNS,
-    FACET_TABLES,
+    OBSOLETE,
+    OBSOLETE_INDEXES,
     ROW_COLUMNS,
-    crosstabs_from_rows,
-    facet_deltas,
-    facets_from,
-    fts_match,
-    page_from,
+    Changes,
     row_from,
-    row_params,
-    search_terms,
-    search_text,
-    unmatchable,
+    row_values,
+    search,
 )
 from adapters.sql.sqlite_view import SQLiteViewRecorder
 from projections.catalog import (
@@ -33,28 +26,39 @@ from projections.catalog import (
     LineageGraphView,
     LineageNode,
 )
+from projections.runner import APPLICATION_NAME
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from eventsourcing.persistence import Tracking
-    from eventsourcing.sqlite import SQLiteCursor
+    from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
 
 _SELECT = ", ".join(f"d.{c}" for c in ROW_COLUMNS)
 _UPSERT = (
     f"INSERT INTO catalog_datasets ({', '.join(ROW_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ROW_COLUMNS))}) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c}=excluded.{c}" for c in ROW_COLUMNS if c != "id")
 )
-# bm25 weights: name, description, tags, column names.
-_SCORE = "bm25(catalog_fts, 10.0, 2.0, 5.0, 3.0)"
+
+
+_MARKER = (
+    "SELECT (SELECT coalesce(max(n), 0) FROM catalog_epoch), coalesce(("
+    "SELECT max(notification_id) FROM catalog_tracking WHERE application_name = ?"
+    "), 0)"
+)
+"""The view's reset epoch and tracking position: what the index follows."""
 
 
 class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
     """Catalog read model in the same SQLite file as the event log."""
 
     tracking_table = "catalog_tracking"
+
+    def __init__(self, datastore: SQLiteDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.index = CatalogIndex()
 
     def view_tables(self) -> list[str]:
         return [
@@ -69,43 +73,18 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
             "updated_at TEXT NOT NULL, position INTEGER NOT NULL)",
             "CREATE INDEX IF NOT EXISTS catalog_by_name "
             "ON catalog_datasets (tenant, status, name, rid)",
-            "CREATE INDEX IF NOT EXISTS catalog_by_license "
-            "ON catalog_datasets (tenant, status, license, name, rid)",
-            "CREATE INDEX IF NOT EXISTS catalog_by_region "
-            "ON catalog_datasets (tenant, status, region, name, rid)",
-            # Facet cross-tabs per tenant, kept up to date by write_batch.
-            "CREATE TABLE IF NOT EXISTS catalog_facet_lr (tenant TEXT NOT NULL, "
-            "status TEXT NOT NULL, tag TEXT NOT NULL, license TEXT NOT NULL, "
-            "region TEXT NOT NULL, n INTEGER NOT NULL, "
-            "PRIMARY KEY (tenant, status, tag, license, region)) WITHOUT ROWID",
-            "CREATE TABLE IF NOT EXISTS catalog_facet_lrp (tenant TEXT NOT NULL, "
-            "status TEXT NOT NULL, tag TEXT NOT NULL, license TEXT NOT NULL, "
-            "region TEXT NOT NULL, purpose TEXT NOT NULL, n INTEGER NOT NULL, "
-            "PRIMARY KEY (tenant, status, tag, license, region, purpose)) "
-            "WITHOUT ROWID",
-            # One row per (dataset, purpose) and per (dataset, tag), carrying the
-            # columns a listing filters and sorts on, so a tag or purpose can
-            # drive a listing in name order without touching the wide rows.
-            "CREATE TABLE IF NOT EXISTS catalog_purposes (rid INTEGER NOT NULL, "
-            "tenant TEXT NOT NULL, purpose TEXT NOT NULL, status TEXT NOT NULL, "
-            "name TEXT NOT NULL, license TEXT NOT NULL, region TEXT NOT NULL, "
-            "PRIMARY KEY (rid, purpose))",
-            "CREATE INDEX IF NOT EXISTS catalog_purposes_by_value "
-            "ON catalog_purposes (tenant, purpose, status, name, rid)",
-            "CREATE TABLE IF NOT EXISTS catalog_tags (rid INTEGER NOT NULL, "
-            "tenant TEXT NOT NULL, tag TEXT NOT NULL, status TEXT NOT NULL, "
-            "name TEXT NOT NULL, license TEXT NOT NULL, region TEXT NOT NULL, "
-            "PRIMARY KEY (rid, tag))",
-            "CREATE INDEX IF NOT EXISTS catalog_tags_by_value "
-            "ON catalog_tags (tenant, tag, status, name, rid)",
+            # The search index follows the rows by position (index.py).
+            "CREATE INDEX IF NOT EXISTS catalog_by_position "
+            "ON catalog_datasets (position)",
+            "CREATE TABLE IF NOT EXISTS catalog_epoch (id INTEGER PRIMARY KEY "
+            "CHECK (id = 1), n INTEGER NOT NULL)",
+            *(f"DROP TABLE IF EXISTS {t}" for t in OBSOLETE),
+            *(f"DROP INDEX IF EXISTS {i}" for i in OBSOLETE_INDEXES),
             "CREATE TABLE IF NOT EXISTS catalog_lineage (tenant TEXT NOT NULL, "
             "downstream TEXT NOT NULL, upstream TEXT NOT NULL, "
             "PRIMARY KEY (downstream, upstream))",
             "CREATE INDEX IF NOT EXISTS catalog_lineage_up "
             "ON catalog_lineage (upstream, downstream)",
-            "CREATE VIRTUAL TABLE IF NOT EXISTS catalog_fts USING fts5("
-            "name, description, tags, columns, "
-            "tokenize='unicode61 remove_diacritics 2')",
         ]
 
     # -- writes -----------------------------------------------------------------
@@ -126,87 +105,31 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
     def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
         with self.writer.transaction() as c:
             if rows:
-                marks = ",".join("?" * len(rows))
+                c.executemany(_UPSERT, [row_values(r) for r in rows])
+                hex_ids = [r.id.hex for r in rows]
                 c.execute(
-                    f"SELECT {CELL_COLUMNS} FROM catalog_datasets "
-                    f"WHERE id IN ({marks})",
-                    [r.id.hex for r in rows],
-                )
-                old = [tuple(r) for r in c.fetchall()]
-                self._write_rows(c, rows)
-                lr, lrp = facet_deltas(old, rows)
-                c.executemany(
-                    "INSERT INTO catalog_facet_lr VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                    lr,
+                    "DELETE FROM catalog_lineage WHERE downstream IN "
+                    f"({','.join('?' * len(hex_ids))})",
+                    hex_ids,
                 )
                 c.executemany(
-                    "INSERT INTO catalog_facet_lrp VALUES (?,?,?,?,?,?,?) "
-                    "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                    lrp,
+                    "INSERT INTO catalog_lineage VALUES (?,?,?)",
+                    [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream],
                 )
-                for table in FACET_TABLES:
-                    c.execute(f"DELETE FROM {table} WHERE n = 0")
             self._insert_tracking(c, tracking)
-
-    def _write_rows(self, c: SQLiteCursor, rows: Sequence[CatalogRow]) -> None:
-        c.executemany(_UPSERT, [row_params(r) for r in rows])
-        hex_ids = [r.id.hex for r in rows]
-        marks = ",".join("?" * len(hex_ids))
-        c.execute(
-            f"SELECT id, rid FROM catalog_datasets WHERE id IN ({marks})",
-            hex_ids,
-        )
-        rid = {r[0]: r[1] for r in c.fetchall()}
-        rids = [rid[h] for h in hex_ids]
-        rid_marks = ",".join("?" * len(rids))
-        for table in ("catalog_fts", "catalog_purposes", "catalog_tags"):
-            key = "rowid" if table == "catalog_fts" else "rid"
-            c.execute(f"DELETE FROM {table} WHERE {key} IN ({rid_marks})", rids)
-        c.execute(
-            f"DELETE FROM catalog_lineage WHERE downstream IN ({marks})",
-            hex_ids,
-        )
-        c.executemany(
-            "INSERT INTO catalog_fts (rowid, name, description, tags, columns) "
-            "VALUES (?,?,?,?,?)",
-            [(rid[r.id.hex], *search_text(r)) for r in rows],
-        )
-        c.executemany(
-            "INSERT INTO catalog_purposes VALUES (?,?,?,?,?,?,?)",
-            [
-                (rid[r.id.hex], r.tenant, p, r.status, r.name, r.license, r.region)
-                for r in rows
-                for p in r.purposes
-            ],
-        )
-        c.executemany(
-            "INSERT INTO catalog_tags VALUES (?,?,?,?,?,?,?)",
-            [
-                (rid[r.id.hex], r.tenant, t, r.status, r.name, r.license, r.region)
-                for r in rows
-                for t in r.tags
-            ],
-        )
-        c.executemany(
-            "INSERT INTO catalog_lineage VALUES (?,?,?)",
-            [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream],
-        )
 
     def close(self) -> None:
         self.writer.close()
 
     def reset(self) -> None:
         with self.writer.transaction() as c:
-            for table in (
-                *FACET_TABLES,
-                "catalog_datasets",
-                "catalog_purposes",
-                "catalog_tags",
-                "catalog_lineage",
-                "catalog_fts",
-            ):
+            for table in ("catalog_datasets", "catalog_lineage"):
                 c.execute(f"DELETE FROM {table}")
+            # A new epoch: search indexes built from the old rows start over.
+            c.execute(
+                "INSERT INTO catalog_epoch VALUES (1, 1) "
+                "ON CONFLICT (id) DO UPDATE SET n = n + 1"
+            )
             # Keep the library's "__migration__" marker row, or the next open
             # would try to migrate a legacy multi-row tracking table.
             c.execute(
@@ -240,69 +163,36 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
             return [row_from(r) for r in c.fetchall()]
 
     def search(self, query: CatalogQuery) -> CatalogPage:
-        terms = search_terms(query.q)
-        if (query.q.strip() and not terms) or unmatchable(query):
-            return CatalogPage(items=[], total=0, facets={}, next_after=None)
+        return search(self.index, query, self._changes, self._fetch)
+
+    def _changes(self, since: Callable[[int], int]) -> Changes:
         with self.datastore.transaction(commit=False) as c:
-            lr, lrp = self._crosstabs(c, query, terms)
-            facets, total = facets_from(lr, lrp, query)
-            scope = _scope(query, terms, _driver(query, terms, lr, lrp))
-            items, next_after = self._page(c, query, terms, scope)
-        return CatalogPage(
-            items=items, total=total, facets=facets, next_after=next_after
-        )
+            c.execute(_MARKER, (APPLICATION_NAME,))
+            epoch, position = c.fetchone()
+            after = since(epoch)
+            records: list[Any] = []
+            if position > after:
+                c.execute(
+                    f"SELECT {INDEX_COLUMNS} FROM catalog_datasets WHERE position > ?",
+                    (after,),
+                )
+                records = c.fetchall()
+        return epoch, position, after, records
 
-    @staticmethod
-    def _crosstabs(
-        c: SQLiteCursor, query: CatalogQuery, terms: list[str]
-    ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str, int]]]:
-        """(license, region) and (license, region, purpose) counts of the scope."""
-        if not terms:
-            where, args = "tenant = ? AND tag = ?", [query.tenant, query.tag or ALL]
-            if query.status != "any":
-                where += " AND status = ?"
-                args.append(query.status)
+    def _fetch(self, rids: list[int]) -> list[Any]:
+        if not rids:
+            return []
+        with self.datastore.transaction(commit=False) as c:
             c.execute(
-                "SELECT license, region, sum(n) FROM catalog_facet_lr "
-                f"WHERE {where} GROUP BY license, region",
-                args,
+                f"SELECT {_SELECT}, d.rid AS rid FROM catalog_datasets d "
+                f"WHERE d.rid IN ({','.join('?' * len(rids))})",
+                rids,
             )
-            lr = [tuple(r) for r in c.fetchall()]
-            c.execute(
-                "SELECT license, region, purpose, sum(n) FROM catalog_facet_lrp "
-                f"WHERE {where} GROUP BY license, region, purpose",
-                args,
-            )
-            return lr, [tuple(r) for r in c.fetchall()]
-        scope = _scope(query, terms, "name")
-        c.execute(
-            f"SELECT d.license, d.region, d.purposes, count(*) {scope.source} "
-            f"WHERE {scope.where} GROUP BY d.license, d.region, d.purposes",
-            scope.params,
-        )
-        return crosstabs_from_rows(c.fetchall())
+            found: list[Any] = c.fetchall()
+        return found
 
-    @staticmethod
-    def _page(
-        c: SQLiteCursor, query: CatalogQuery, terms: list[str], scope: _Scope
-    ) -> tuple[list[CatalogRow], tuple[Any, int] | None]:
-        filters = _filters(query, skip_purpose=scope.driver == "purpose")
-        where = scope.where + "".join(f" AND {sql}" for sql, _ in filters)
-        args = [*scope.params, *(arg for _, arg in filters)]
-        key = _SCORE if terms else "d.name"
-        if query.after is not None:
-            where += f" AND ({key}, d.rid) > (?, ?)"
-            args += [query.after[0], query.after[1]]
-        # Rank and sort only (key, rid) pairs; fetch the wide rows of the page after.
-        c.execute(
-            f"SELECT {_SELECT}, k.sort_key AS sort_key, k.rid AS rid FROM ("
-            f"SELECT {key} AS sort_key, d.rid AS rid {scope.source} "
-            f"WHERE {where} ORDER BY sort_key, d.rid LIMIT ?) AS k "
-            "CROSS JOIN catalog_datasets d ON d.rid = k.rid "
-            "ORDER BY k.sort_key, k.rid",
-            [*args, query.limit + 1],
-        )
-        return page_from(c.fetchall(), query.limit)
+    def invalidate(self, *_: object) -> None:
+        self.index.invalidate()
 
     def lineage(
         self, tenant: str, root: UUID, direction: Literal["up", "down"], depth: int
@@ -363,99 +253,6 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
             with_contract=with_contract or 0,
             locations=locations,
         )
-
-
-@dataclass(frozen=True)
-class _Scope:
-    """FROM and WHERE of a search before facet filters: tenant, status, text, tag."""
-
-    source: str
-    where: str
-    params: list[Any]
-    driver: Driver
-
-
-Driver = Literal["name", "tag", "purpose"]
-DRIVER_MAX = 5000
-"""Up to this many rows, a tag or purpose index drives a listing and the page
-is sorted; beyond it, walking the name index and checking each row is cheaper."""
-
-
-def _driver(
-    query: CatalogQuery,
-    terms: list[str],
-    lr: list[tuple[str, str, int]],
-    lrp: list[tuple[str, str, str, int]],
-) -> Driver:
-    """Which index should produce the rows of a listing (no text) page."""
-    if terms:
-        return "name"
-    sizes: list[tuple[int, Driver]] = []
-    if query.tag is not None:
-        sizes.append((sum(n for *_, n in lr), "tag"))
-    if query.purpose is not None:
-        sizes.append((sum(n for *_, p, n in lrp if p == query.purpose), "purpose"))
-    size, driver = min(sizes, default=(0, "name"))
-    return driver if driver != "name" and size <= DRIVER_MAX else "name"
-
-
-def _scope(query: CatalogQuery, terms: list[str], driver: Driver) -> _Scope:
-    """Tenant, status, text and tag: what every facet count is restricted to.
-
-    The tag is not a facet, so it narrows the scope. ``driver`` names the index
-    that produces the rows (see DRIVER_MAX).
-    """
-    # The tag and purpose tables carry tenant, status, name, license, region
-    # and rid under the same names, so they stand in for "d" as drivers.
-    where = "d.tenant = ?"
-    params: list[Any] = [query.tenant]
-    source = "FROM catalog_datasets d"
-    if driver == "tag":
-        source = "FROM catalog_tags d"
-        where += " AND d.tag = ?"
-        params.append(query.tag)
-    elif query.tag is not None:
-        where += f" AND {_TAG_FILTER}"
-        params.append(query.tag)
-    if driver == "purpose":
-        source = "FROM catalog_purposes d"
-        where += " AND d.purpose = ?"
-        params.append(query.purpose)
-    if terms:
-        # CROSS JOIN keeps the full-text match as the outer loop: left to
-        # itself SQLite may drive from an index on d and re-run MATCH per row.
-        source = (
-            "FROM catalog_fts CROSS JOIN catalog_datasets d "
-            "ON d.rid = catalog_fts.rowid"
-        )
-        where += " AND catalog_fts MATCH ?"
-        params.append(fts_match(terms))
-    if query.status != "any":
-        where += " AND d.status = ?"
-        params.append(query.status)
-    return _Scope(source, where, params, driver)
-
-
-_TAG_FILTER = (
-    "EXISTS (SELECT 1 FROM catalog_tags ft WHERE ft.rid = d.rid AND ft.tag = ?)"
-)
-
-
-def _filters(query: CatalogQuery, *, skip_purpose: bool) -> list[tuple[str, Any]]:
-    filters: list[tuple[str, Any]] = []
-    if query.license is not None:
-        filters.append(("d.license = ?", query.license))
-    if query.region is not None:
-        filters.append(("d.region = ?", query.region))
-    if query.purpose is not None and not skip_purpose:
-        filters.append(
-            (
-                "EXISTS (SELECT 1 FROM catalog_purposes fp "
-                "WHERE fp.rid = d.rid AND fp.purpose = ?)",
-                query.purpose,
-            )
-        )
-    return filters
 
 
 def _lineage_view(
