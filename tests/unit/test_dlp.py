@@ -22,7 +22,7 @@ from adapters.exports.dlp.errors import (
     SourceFormatError,
     UnclassifiedColumnError,
 )
-from adapters.exports.dlp.masks import dob_year
+from adapters.exports.dlp.masks import ValueCache, dob_year, plan_column
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -410,12 +410,17 @@ def _luhn_completed(prefix: str) -> str:
         ("07700 900123", ["phone"]),
         ("07700900123", ["phone"]),
         ("0044 20 7946 0958", ["phone"]),
+        # Valid in their countries' numbering plans (phonenumbers' metadata).
+        ("appel +33 1 23 45 67 89", ["phone"]),
+        ("Anruf +49 30 123456", ["phone"]),
+        ("ring 00353 1 234 5678", ["phone"]),
         ("4111 1111 1111 1111", ["card"]),
         ("4111-1111-1111-1111", ["card"]),
         ("5555555555554444", ["card"]),
         ("amex 3782 822463 10005", ["card"]),
         ("ref 12 4111 1111 1111 1111", ["card"]),
         ("ssn 123-45-6789", ["national_id"]),
+        ("ssn 536-90-4399", ["national_id"]),
         ("NI AB 12 34 56 C", ["national_id"]),
         ("AB123456C", ["national_id"]),
     ],
@@ -442,6 +447,17 @@ def test_recognisers_find_true_positives(text: str, expected: list[str]) -> None
         "912-12-3456",
         "123-00-4567",
         "123-45-0000",
+        # SSA never issued these (python-stdnum's us.ssn): the "Woolworth wallet"
+        # number and two more printed in adverts.
+        "078-05-1120",
+        "219-09-9999",
+        "457-55-5462",
+        # Phone-shaped, but no such number: no country code 999, no US area code
+        # starting with 0 or 1, no UK number starting 00 after the country code.
+        "+999 1234 5678 90",
+        "+1 011 555 2671",
+        "+1 123 555 2671",
+        "+44 00 0000 0000",
         "GB 12 34 56 A",
         "QQ 12 34 56 C",
         "AB 12 34 56 E",
@@ -552,6 +568,26 @@ def test_column_suspects_cover_every_value_holding_pii(values: list[str]) -> Non
 
 
 # ----------------------------------------------------------------------------- dob
+
+
+def test_value_cache_gives_the_uncached_tokens_and_stays_bounded() -> None:
+    """Repeated values are looked up, unique ones switch the cache off; same output."""
+    token = plan_column("name", "pii.name", "tokenize_strict", KEY, "ctx").fn
+    assert token is not None
+    rng = random.Random(3)
+    names = [f"name {i}" for i in range(300)]
+    cache = ValueCache(token, limit=256, probe=2000)
+    for _ in range(20):
+        chunk = [*rng.choices(names, k=500), ""]
+        assert cache.map(chunk) == list(map(token, chunk))
+        assert len(cache.tokens) <= 256
+    assert cache.enabled  # 300 names over 10,000 values: mostly hits
+    unique = ValueCache(token, probe=2000)
+    for i in range(10):
+        chunk = [f"user{i}-{j}@example.com" for j in range(500)]
+        assert unique.map(chunk) == list(map(token, chunk))
+    assert not unique.enabled
+    assert unique.tokens == {}
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,12 @@ import hashlib
 import importlib
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from adapters.exports.dlp.errors import UnclassifiedColumnError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 TOKEN_PREFIX = "tok_"  # noqa: S105 - a marker, not a credential
 
@@ -110,6 +110,60 @@ def _tokenizer(
         return TOKEN_PREFIX + o.hexdigest()[:32]
 
     return plain
+
+
+class ValueCache:
+    """A column's outputs for repeated values, computed once (bounded memory).
+
+    A token is an HMAC (~1 us in CPython, two state copies and two SHA-256
+    compressions), a year a date parse; names, cities, birth dates or customer
+    ids repeat across rows, so a value's output is looked up instead. Once warm
+    a column costs one C pass (``map(dict.get)``); only misses run Python. The
+    cache holds at most ``limit`` values (cleared when full), and switches
+    itself off for the rest of the export when, after ``probe`` values, fewer
+    than ``min_hit_ratio`` of the lookups hit: a column of unique values (emails)
+    then costs what it did without a cache.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[str], str],
+        *,
+        limit: int = 1 << 15,
+        probe: int = 1 << 14,
+        min_hit_ratio: float = 0.25,
+    ) -> None:
+        self.fn = fn
+        self.limit = limit
+        self.probe = probe
+        self.min_hit_ratio = min_hit_ratio
+        self.tokens: dict[str, str] = {}
+        self.enabled = True
+        self.lookups = 0
+        self.misses = 0
+
+    def map(self, values: Sequence[str]) -> list[str]:
+        """``[fn(v) for v in values]``, from the cache where it can."""
+        if not self.enabled:
+            return list(map(self.fn, values))
+        tokens = self.tokens
+        found = list(map(tokens.get, values))
+        self.lookups += len(values)
+        if None not in found:
+            return cast("list[str]", found)  # all hits: one C pass
+        new = {v for v, r in zip(values, found, strict=True) if r is None}
+        self.misses += len(new)
+        if self.lookups >= self.probe and self.misses > self.lookups * (
+            1 - self.min_hit_ratio
+        ):
+            self.enabled = False
+            tokens.clear()
+            return list(map(self.fn, values))
+        if len(tokens) + len(new) > self.limit:
+            tokens.clear()
+            new = set(values)
+        tokens.update(zip(new, map(self.fn, new), strict=True))
+        return list(map(tokens.__getitem__, values))
 
 
 def dob_year(value: str) -> str:

@@ -1,10 +1,12 @@
 """PII recognisers shared by free-text redaction and the export's residual re-scan.
 
-Recognisers: email; phone (+CC / 00CC international, common national formats with
-spaces, dashes, dots or parentheses, at least 9 digits); payment card (13-19 digits
-in groups, issuer prefix and Luhn checked); national id (US SSN ``###-##-####``
-without the 000/666/9xx areas, UK National Insurance ``AA 99 99 99 A``). Digits
-are ASCII digits.
+Recognisers: email; phone (+CC / 00CC international, checked against the country's
+numbering plan by ``phonenumbers`` (libphonenumber's metadata); common national
+formats with spaces, dashes, dots or parentheses, at least 9 digits); payment card
+(13-19 digits in groups, issuer prefix and Luhn checked); national id (US SSN
+``###-##-####`` checked by python-stdnum's ``us.ssn``, UK National Insurance
+``AA 99 99 99 A``). Digits are ASCII digits. The field libraries only run on the
+few candidates the patterns found, so they cost nothing on ordinary text.
 
 Speed comes from never running the full patterns over ordinary text: a cheap
 trigger (an "@", or a run of 9 digit/separator characters, or a NINO's digits)
@@ -18,9 +20,13 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from functools import lru_cache
 from itertools import accumulate
 from operator import add
 from typing import TYPE_CHECKING
+
+import phonenumbers
+from stdnum.us import ssn as us_ssn
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,7 +47,10 @@ PLACEHOLDERS = {
 # "tok_0123..." and "ID-555-123-4567" stay untouched.
 _START = r"(?<![\w.+/-])"
 _END = r"(?!\w|[.-][0-9])"
-_SSN = _START + r"(?!000|666|9)[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}" + _END
+# The SSN's shape only; which areas, groups and serials are issued (no 000, 666 or
+# 9xx area, no 00 group, no 0000 serial, not the numbers published in adverts) is
+# python-stdnum's ``us.ssn`` check, run on each candidate.
+_SSN = _START + r"[0-9]{3}-[0-9]{2}-[0-9]{4}" + _END
 # UK National Insurance number; the prefixes HMRC never issues are excluded.
 _NINO = (
     r"(?<!\w)(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
@@ -53,7 +62,7 @@ _CARD = _START + r"[0-9](?:[ -]?[0-9]){12,}(?!\w)"
 _PHONE = (
     _START + r"(?:"
     # +CC or 00CC, then 9-15 digits split by at most two of " .()-" at a time
-    r"(?:\+|00(?=[0-9]{1,3}[ .-]))(?:[0-9][ .()-]{0,2}){8,14}[0-9]"
+    r"(?P<intl>(?:\+|00(?=[0-9]{1,3}[ .-]))(?:[0-9][ .()-]{0,2}){8,14}[0-9])"
     r"|\([0-9]{3,5}\)[ .-]?[0-9]{3,4}[ .-]?[0-9]{3,4}"  # (020) 7946 0958
     r"|[0-9]{3}(?:-[0-9]{3}-|\.[0-9]{3}\.| [0-9]{3} )[0-9]{4}"  # 415-555-2671
     r"|0[0-9]{2,4}[ -][0-9]{3,4}[ -]?[0-9]{3,4}"  # 020 7946 0958, 07700 900123
@@ -82,6 +91,34 @@ _KIND = {"ssn": NATIONAL_ID, "nino": NATIONAL_ID, CARD: CARD, PHONE: PHONE}
 _PRIORITY = {EMAIL: 0, NATIONAL_ID: 1, CARD: 2, PHONE: 3}
 
 Span = tuple[int, int, str]  # start, end, recogniser
+
+
+@lru_cache(maxsize=4096)
+def _valid_international(number: str) -> bool:
+    """Whether a +CC / 00CC candidate is a valid number of that country's plan.
+
+    A country code that does not exist, or a number its plan cannot hold
+    ("+1 011 555 2671": no US area code starts with 0), is not a phone number.
+    ~50 us a call, so only the pattern's candidates get here, and numbers that
+    recur (a support line in every ticket) are answered from a bounded cache.
+    """
+    if number.startswith("00"):
+        number = "+" + number[2:]
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return bool(phonenumbers.is_valid_number(parsed))
+
+
+def _accepted(match: re.Match[str]) -> bool:
+    """Whether a digit-pattern match survives its field library's check."""
+    group = match.lastgroup
+    if group == "ssn":
+        return bool(us_ssn.is_valid(match.group()))
+    if group == PHONE and match.group("intl") is not None:
+        return _valid_international(match.group())
+    return True
 
 
 def luhn_valid(digits: str) -> bool:
@@ -210,7 +247,7 @@ def _digit_spans(text: str, *, windowed: bool = True) -> list[Span]:
             kind = _KIND[match.lastgroup or ""]
             if kind == CARD:
                 spans += _card_run_spans(text, a, b)
-            else:
+            elif _accepted(match):
                 spans.append((a, b, kind))
     return spans
 
@@ -227,7 +264,7 @@ def _card_run_spans(text: str, a: int, b: int) -> list[Span]:
     return [
         (*m.span(), _KIND[m.lastgroup or ""])
         for m in _NOT_CARD.finditer(text, a, stop)
-        if m.start() < b
+        if m.start() < b and _accepted(m)
     ]
 
 
