@@ -30,8 +30,47 @@ def _json(event: Any, **_: Any) -> str:
     return msgspec.json.encode(event, enc_hook=str).decode()
 
 
+_HANDLER = "conductor-structlog"
+"""The name of the root handler configure_logging installs (once per process)."""
+
+
+def _stdlib_through_structlog(tail: list[Any], level: int) -> None:
+    """Route the standard library's loggers (uvicorn, apscheduler, httpx,
+    warnings) through the same chain: one root handler with structlog's
+    ProcessorFormatter, replacing any earlier one of ours."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.ExtraAdder(),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # uvicorn's own handlers (if it configured any) would print plain text
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.captureWarnings(capture=True)  # warnings.warn lines become JSON too
+
+
 def configure_logging(settings: Settings) -> None:
-    """The house processor chain; JSON unless console output was asked for."""
+    """The house processor chain; JSON unless console output was asked for.
+
+    structlog's own loggers print straight to stderr; the standard library's
+    (uvicorn, apscheduler, ...) reach the same renderer through the root
+    handler, so every line on stderr is one JSON object.
+    """
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     # Tracebacks never show locals: locals would carry request bodies.
     tail: list[Any] = (
@@ -50,7 +89,13 @@ def configure_logging(settings: Settings) -> None:
     )
     # apscheduler narrates every job at INFO through the standard library;
     # our own lines are the structured ones.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # (at debug, its INFO lines too: "Running job ...", as JSON like the rest)
+    logging.getLogger("apscheduler").setLevel(
+        logging.INFO if level <= logging.DEBUG else logging.WARNING
+    )
+    # httpx narrates every request (the webhook sink's, the tests' clients)
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+    _stdlib_through_structlog(tail, level)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

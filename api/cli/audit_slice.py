@@ -172,7 +172,7 @@ def _latest(http: httpx.Client) -> Any:
 
 
 def _counted(records: Iterator[Record]) -> Iterator[Record]:
-    progress = Progress("exported")
+    progress = Progress("exported", unit="events")
     done = 0
     for record in records:
         done += 1

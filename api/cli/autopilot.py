@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.cli.progress import Progress
+
 if TYPE_CHECKING:
     import argparse
 
@@ -33,7 +35,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     scenario = SCENARIOS[args.scenario]
     workdir = Path(args.workdir or settings.var_path / "autopilot-sim")
 
-    def progress(_done: float, actions: list[Action]) -> None:
+    # simulated seconds of the scenario, on stderr (stdout: actions or JSON)
+    bar = Progress(f"simulating {scenario.name}", scenario.duration_s, unit="sim s")
+
+    def progress(done: float, actions: list[Action]) -> None:
+        bar.update(round(done * scenario.duration_s))
         if args.json:
             return
         for action in actions:
@@ -46,6 +52,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if not args.json:
         print(f"scenario {scenario.name}: {scenario.description}", flush=True)
     timeline = simulate(scenario, workdir, speed=args.speed, progress=progress)
+    bar.finish(scenario.duration_s)
     chart = Path(args.png or workdir / f"{scenario.name}.png")
     write_chart(timeline, chart)
     if args.json:
@@ -162,7 +169,12 @@ def add_commands(sub: Any) -> None:
     sim = autopilot.add_parser(
         "simulate", help="synthetic traffic against the real controller"
     )
-    sim.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
+    sim.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        required=True,
+        help=f"one of {', '.join(sorted(SCENARIOS))} (docs/autopilot.md)",
+    )
     sim.add_argument(
         "--speed",
         type=float,
@@ -172,4 +184,4 @@ def add_commands(sub: Any) -> None:
     sim.add_argument("--json", action="store_true", help="timeline and actions")
     sim.add_argument("--png", help="chart path (default: <workdir>/<scenario>.png)")
     sim.add_argument("--workdir", help="default: $CONDUCTOR_VAR/autopilot-sim")
-    sim.set_defaults(func=cmd_simulate)
+    sim.set_defaults(func=cmd_simulate, store=False)  # its own workdir

@@ -231,23 +231,61 @@ def add_commands(sub: Any) -> None:
         each.add_argument("--root", help="the pair's directory (default VAR/dr)")
     for each in (up, drill):
         mode = each.add_mutually_exclusive_group()
-        mode.add_argument("--sync", dest="sync", action="store_true", default=True)
-        mode.add_argument("--async", dest="sync", action="store_false")
-        each.add_argument("--link-delay-ms", type=int, default=0)
-    status.add_argument("--json", action="store_true")
-    drill.add_argument("--mode", choices=["failover", "switchover"], default="failover")
-    drill.add_argument("--write-rate", type=int, default=50, help="writes/s")
-    drill.add_argument("--read-rate", type=int, default=100, help="reads/s")
-    drill.add_argument("--baseline-s", type=float, default=3.0)
-    drill.add_argument("--window-s", type=float, default=3.0)
+        mode.add_argument(
+            "--sync",
+            dest="sync",
+            action="store_true",
+            default=True,
+            help="synchronous (remote_apply) replication: no acknowledged loss "
+            "(the default)",
+        )
+        mode.add_argument(
+            "--async",
+            dest="sync",
+            action="store_false",
+            help="asynchronous replication: faster commits, a lossy failover",
+        )
+        each.add_argument(
+            "--link-delay-ms",
+            type=int,
+            default=0,
+            help="delay added to the replication link (default %(default)s)",
+        )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    drill.add_argument(
+        "--mode",
+        choices=["failover", "switchover"],
+        default="failover",
+        help="failover (kill the primary) or switchover (planned); default %(default)s",
+    )
+    drill.add_argument(
+        "--write-rate", type=int, default=50, help="writes/s (default %(default)s)"
+    )
+    drill.add_argument(
+        "--read-rate", type=int, default=100, help="reads/s (default %(default)s)"
+    )
+    drill.add_argument(
+        "--baseline-s",
+        type=float,
+        default=3.0,
+        help="load before the switch, seconds (default %(default)s)",
+    )
+    drill.add_argument(
+        "--window-s",
+        type=float,
+        default=3.0,
+        help="load after it, seconds (default %(default)s)",
+    )
     drill.add_argument(
         "--api",
         choices=["server", "in-process"],
         default="server",
-        help="the load's API: a `conductor serve` process (default) or in-process",
+        help="the load's API: server (a `conductor serve` process, the default) "
+        "or in-process",
     )
     drill.add_argument("--json", action="store_true", help="print the evidence")
-    up.set_defaults(func=cmd_up)
-    down.set_defaults(func=cmd_down)
-    status.set_defaults(func=cmd_status)
-    drill.set_defaults(func=cmd_drill)
+    # the pair is its own store (made by `dr up`), not CONDUCTOR_VAR's
+    up.set_defaults(func=cmd_up, store=False)
+    down.set_defaults(func=cmd_down, store=False)
+    status.set_defaults(func=cmd_status, store=False)
+    drill.set_defaults(func=cmd_drill, store=False)

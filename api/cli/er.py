@@ -255,7 +255,7 @@ def cmd_embed(settings: Settings, args: argparse.Namespace) -> int:
 
 def _run_job(app: ErAssist, job_id: UUID, records: int) -> str:
     """Run one job here with a progress display; print and return its status."""
-    progress = Progress(f"embedding {records:,} records", records)
+    progress = Progress("embedding", records, unit="records")
     status = app.run_job(job_id, lambda done, _total: progress.update(done))
     if status in {LEASED_ELSEWHERE, LEASE_LOST}:
         progress.finish(0)
@@ -301,12 +301,18 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--records-b", help="side B of a linkage")
     ev.add_argument("--links", help="true pairs CSV: two record ids per row")
     ev.add_argument("--febrl", type=int, choices=(3, 4), help="Febrl 3 or 4 instead")
-    ev.add_argument("--id-column", default="rec_id")
+    ev.add_argument(
+        "--id-column", default="rec_id", help="record id column (default %(default)s)"
+    )
     ev.add_argument("--blocking", help="e.g. exact:given_name (default: settings)")
     ev.add_argument("--k", type=int, help="ANN neighbours per record")
     ev.add_argument("--threshold", type=float, help="gate score a pair merges at")
-    ev.add_argument("--tenant", default="eval", help="whose embedding key to use")
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument(
+        "--tenant",
+        default="eval",
+        help="whose embedding key to use (default %(default)s)",
+    )
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.set_defaults(func=cmd_eval)
 
     er.add_parser(
@@ -318,15 +324,17 @@ def add_commands(sub: Any) -> None:
         dest="index_action", required=True
     )
     rebuild = index.add_parser("rebuild", help="rebuild from the stored vectors")
-    rebuild.add_argument("--tenant", required=True)
-    rebuild.add_argument("--entity-set", required=True)
+    rebuild.add_argument("--tenant", required=True, help="whose index")
+    rebuild.add_argument("--entity-set", required=True, help="which entity set")
     rebuild.set_defaults(func=cmd_index)
 
     embed = er.add_parser("embed", help="embed a data-root CSV (an embedding job)")
-    embed.add_argument("--tenant", required=True)
-    embed.add_argument("--entity-set", required=True)
+    embed.add_argument("--tenant", required=True, help="whose records")
+    embed.add_argument("--entity-set", required=True, help="the entity set to fill")
     embed.add_argument("--location", required=True, help="path in the data root")
-    embed.add_argument("--id-column", default="rec_id")
+    embed.add_argument(
+        "--id-column", default="rec_id", help="record id column (default %(default)s)"
+    )
     embed.add_argument(
         "--force", action="store_true", help="run now, with a progress bar"
     )

@@ -59,7 +59,11 @@ def add_commands(sub: Any) -> None:
     )
     for action, what in (("on", "engage"), ("off", "release")):
         parser = switch.add_parser(action, help=f"{what} a switch (recorded with why)")
-        parser.add_argument("name", choices=sorted(BACKOUTS), help="the switch")
+        parser.add_argument(
+            "name",
+            choices=sorted(BACKOUTS),
+            help=f"the switch: one of {', '.join(sorted(BACKOUTS))}",
+        )
         parser.add_argument("--reason", required=True, help="why (kept in the log)")
         parser.add_argument("--by", help="who (default: cli:<your login>)")
         parser.set_defaults(func=cmd_switch)

@@ -151,6 +151,9 @@ class ErController(Controller):
     ) -> ResolveOut:
         """Candidate pairs (blocking | ANN) of a batch and the gate's decisions.
 
+        Pairs only records inside this request: the batch is deduplicated
+        within itself, never matched against records stored before (for
+        those, GET /v1/er/candidates/{recordId} after the batch is stored).
         Decisions near or over the threshold are recorded as MergeProposed and
         MergeDecided events (ids and scores only); the vectors are stored.
         """

@@ -105,12 +105,21 @@ def export_out(
         )
         if export.file_name
         else None,
-        progress=ProgressOut(rows=progress[0], bytes=progress[1]) if progress else None,
+        progress=_progress(progress),
         failure=export.failure or None,
         failure_detail=export.failure_detail or None,
         proof=f"/v1/exports/{export.id}/proof" if export.status == "proven" else None,
         position=position,
     )
+
+
+def _progress(progress: tuple[int, int] | None) -> ProgressOut | None:
+    """The DLP callback's (bytes read, bytes total), named as such."""
+    if progress is None:
+        return None
+    read, total = progress
+    percent = round(100 * read / total, 1) if total else 0.0
+    return ProgressOut(bytes_read=read, bytes_total=total, percent=percent)
 
 
 def row_out(row: ExportRow) -> ExportOut:

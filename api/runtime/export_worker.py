@@ -71,9 +71,9 @@ class ExportWorker:
             log.warning("export_not_metered", export_id=str(export_id), exc_info=True)
 
     def _run(self, export_id: UUID) -> None:
-        def progress(rows: int, size: int) -> None:
+        def progress(read: int, total: int) -> None:  # bytes of the source file
             with self._lock:
-                self._progress[export_id] = (rows, size)
+                self._progress[export_id] = (read, total)
 
         log.info("export_started", export_id=str(export_id))
         started = time.perf_counter()

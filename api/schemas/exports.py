@@ -102,8 +102,12 @@ class DeliveryOut(Out, frozen=True):
 
 
 class ProgressOut(Out, frozen=True):
-    rows: int
-    bytes: int
+    """How far the DLP step has read the source file (rows are known only
+    once it is delivered: ``delivery.rows``)."""
+
+    bytes_read: int
+    bytes_total: int
+    percent: float
 
 
 class ExportOut(Out, frozen=True):

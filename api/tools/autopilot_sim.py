@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -200,9 +200,9 @@ class _Simulation:
             poll_interval=1.0,
         )
         self.store = shaping_store(self.ledger)
-        self.autopilot = Autopilot(
-            self.budgets, self.view, self.store, config=scenario.config
-        )
+        # the controller knows the capacity its tenants share (ADR 0015)
+        config = replace(scenario.config, capacity_rps=scenario.capacity_rps)
+        self.autopilot = Autopilot(self.budgets, self.view, self.store, config=config)
         for tenant in scenario.rates:
             self.budgets.set_budget(
                 tenant,

@@ -76,6 +76,9 @@ def wire_autopilot(core: Core) -> AutopilotBundle:
             AutopilotConfig(
                 interval_s=settings.autopilot_interval_s,
                 min_dwell_s=settings.autopilot_min_dwell_s,
+                min_events=settings.autopilot_min_events,
+                capacity_rps=settings.autopilot_capacity_rps,
+                min_capacity_share=settings.autopilot_min_capacity_share,
             ),
         ),
         incidents=incidents,

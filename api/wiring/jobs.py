@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import TYPE_CHECKING
+import uuid
+from functools import partial, wraps
+from typing import TYPE_CHECKING, Any
 
+import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from api.runtime import jobs
@@ -73,16 +75,60 @@ class Jobs:
         )
 
 
+log = structlog.get_logger("conductor.jobs")
+
+
+def tracked(job: str, func: Callable[[], None], head: Callable[[], int | None]) -> Any:
+    """Run a periodic job with ``job``, a run id and the log position it starts
+    at bound to every line it logs; a failure is logged here, with them."""
+
+    @wraps(func)
+    def run() -> None:
+        with structlog.contextvars.bound_contextvars(
+            job=job, job_run=uuid.uuid4().hex[:16], position=head()
+        ):
+            try:
+                func()
+            except Exception:
+                log.exception("job_failed")
+                raise
+
+    return run
+
+
 def _background() -> BackgroundScheduler:
     return BackgroundScheduler(
         timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
     )
 
 
+def _add(
+    scheduled: BackgroundScheduler,
+    wired: Conductor,
+    func: Callable[[], None],
+    trigger: Any,
+    *,
+    id: str,  # noqa: A002 - apscheduler's name for it
+    **when: Any,
+) -> None:
+    ledger = wired.core.ledger
+
+    def head() -> int | None:
+        try:
+            return ledger.head().position
+        except Exception:  # the job itself will report the failure
+            return None
+
+    job = tracked(id, func, head)
+    scheduled.add_job(job, trigger, id=id, **when)
+
+
 def meter_scheduler(wired: Conductor) -> BackgroundScheduler:
     """Every API process: flush the meter every few seconds (not started)."""
     scheduled = _background()
-    scheduled.add_job(
+    _add(
+        scheduled,
+        wired,
         wired.jobs.flush_meter,
         "interval",
         id="meter",
@@ -95,7 +141,7 @@ def scheduler(wired: Conductor) -> BackgroundScheduler:
     """The process's scheduler with Conductor's periodic jobs (not started)."""
     settings, run = wired.core.settings, wired.jobs
     scheduled = _background()
-    every = partial(scheduled.add_job, trigger="interval")
+    every = partial(_add, scheduled, wired, trigger="interval")
     every(run.refresh_coverage, id="coverage", seconds=settings.coverage_interval_s)
     every(run.purge_idempotency_keys, id="idempotency", hours=1)
     every(run.purge_usage, id="usage-purge", hours=1)
@@ -108,7 +154,13 @@ def scheduler(wired: Conductor) -> BackgroundScheduler:
             id="incidents",
             seconds=settings.incident_delivery_interval_s,
         )
-    scheduled.add_job(run.run_due_er_jobs, offpeak_trigger(settings), id="er-offpeak")
+    _add(
+        scheduled,
+        wired,
+        run.run_due_er_jobs,
+        offpeak_trigger(settings),
+        id="er-offpeak",
+    )
     # Due jobs whose run was lost (its lease expired), or whose window came
     # while no process ran, start without waiting for a restart.
     every(run.run_due_er_jobs, id="er-due", seconds=settings.er_job_lease_s)

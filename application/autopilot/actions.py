@@ -22,6 +22,14 @@ class AutopilotConfig:
     burst_s: float = 10.0
     """A bucket holds this many seconds of its rate."""
     floor_rps: float = 1.0
+    min_events: int = 100
+    """Served requests a burn window needs before it can page (ADR 0015)."""
+    capacity_rps: float = 100.0
+    """Requests/s the shared service sustains, summed over every tenant."""
+    min_capacity_share: float = 0.1
+    """Shape a tenant for an SLO page only when its 5 m rate is at least this
+    share of the capacity, and it has neighbours: otherwise throttling it
+    protects no one, and the page stays an incident (ADR 0015)."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ Cost: when the last hour's spending would exhaust the period's budget, cap
 the tenant at the rate that keeps the rest of the period inside it (the cap
 becomes a token bucket of cap / units-per-request); lift it, with hysteresis,
 once demand falls well under that rate. SLO: when a page fires (SRE-workbook
-multi-window burn rates), shape the heaviest tenant whose request rate is far
-above its neighbours' mean to that mean; release once the page has been
+multi-window burn rates, over windows with enough requests), shape the
+heaviest tenant whose request rate is far above its neighbours' mean and a
+meaningful share of the shared capacity to that mean (else the page stays an
+incident only); release once the page has been
 quiet for the dwell time and the tenant no longer pushes against its bucket.
 Every action is an event on the tenant's budget with the numbers behind it.
 """
@@ -21,7 +23,7 @@ from application.autopilot.actions import Action, AutopilotConfig
 from application.autopilot.slo_guards import Guards
 from application.autopilot.slo_shaping import SloShaper
 from application.autopilot.tenant_burn import measure
-from domain.autopilot.budget import dec, decimals
+from domain.autopilot.budget import dec, decimals, sig
 
 if TYPE_CHECKING:
     from application.autopilot.budgets import Budgets
@@ -69,7 +71,12 @@ class Autopilot:
         """Measure every budgeted tenant and act; returns what was done."""
         actions: list[Action] = []
         rows = self.view.budgets()
-        burns = {row.tenant: measure(self.view, row, now_s) for row in rows}
+        burns = {
+            row.tenant: measure(
+                self.view, row, now_s, min_events=self.config.min_events
+            )
+            for row in rows
+        }
         self.last_burns = burns
         for row in rows:
             burn = burns[row.tenant]
@@ -176,7 +183,7 @@ class Autopilot:
 
         def act(b: TenantBudget) -> None:
             b.adjust_cap(
-                new=None if new is None else dec(new),
+                new=None if new is None else sig(new),
                 reason=reason,
                 burn_rate=dec(burn_rate, 4),
                 evidence=decimals(evidence),
@@ -199,7 +206,10 @@ class Autopilot:
         _, position = self.budgets.act(tenant, act)
         kind = "cap-lifted" if new is None else "cap-adjusted"
         log.info(kind, tenant=tenant, position=position, burn=round(burn_rate, 3))
-        numbers = {**numbers, "newCapUnitsPerS": None if new is None else round(new, 6)}
+        numbers = {
+            **numbers,
+            "newCapUnitsPerS": None if new is None else float(sig(new)),
+        }
         return [Action(now_s, tenant, kind, reason, position, numbers)]
 
     def _sync_store(self, rows: list[BudgetRow], now_s: float) -> None:

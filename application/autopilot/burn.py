@@ -3,6 +3,9 @@
 The multi-window, multi-burn-rate rules are the Google SRE workbook's (as
 Sloth and Pyrra generate them): page when the error budget burns 14.4x over
 1 h and 5 m, or 6x over 6 h and 30 m; ticket when 1x over 3 d and 6 h.
+A window holding fewer than ``min_events`` served requests cannot breach: the
+workbook's low-traffic caveat (ADR 0015), two bad requests of twenty are not
+an outage.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ WINDOWS: dict[str, int] = {
     "3d": 3 * 86400,
 }
 PAGE_RULES = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
+MIN_EVENTS = 100
+"""Served requests a window needs before its burn rate can breach (ADR 0015)."""
 TICKET_RULES = (("3d", "6h", 1.0),)
 
 
@@ -60,13 +65,25 @@ class SloAlert:
     short_burn: float
 
 
+def _served(counts: Counts) -> int:
+    return counts.requests - counts.throttled
+
+
 def slo_alerts(
-    windows: Mapping[str, Mapping[str, Counts]], slo: Mapping[str, Mapping[str, Any]]
+    windows: Mapping[str, Mapping[str, Counts]],
+    slo: Mapping[str, Mapping[str, Any]],
+    *,
+    min_events: int = MIN_EVENTS,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], list[SloAlert]]:
     """Burns per window, class and SLI; the page and ticket rules that hold.
 
-    ``windows`` maps window name -> route class -> counts.
+    ``windows`` maps window name -> route class -> counts. A rule holds only
+    when both of its windows served at least ``min_events`` requests.
     """
+    served = {
+        name: {rc: _served(c) for rc, c in windows.get(name, {}).items()}
+        for name in WINDOWS
+    }
     burns: dict[str, dict[str, dict[str, float]]] = {}
     for name in WINDOWS:
         per_class = windows.get(name, {})
@@ -81,7 +98,15 @@ def slo_alerts(
                 for long_w, short_w, threshold in rules:
                     long_burn = burns[long_w][route_class][sli]
                     short_burn = burns[short_w][route_class][sli]
-                    if long_burn >= threshold and short_burn >= threshold:
+                    enough = min(
+                        served[long_w].get(route_class, 0),
+                        served[short_w].get(route_class, 0),
+                    )
+                    if (
+                        enough >= min_events
+                        and long_burn >= threshold
+                        and short_burn >= threshold
+                    ):
                         alerts.append(
                             SloAlert(
                                 severity,

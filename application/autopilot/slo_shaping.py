@@ -1,7 +1,11 @@
 """SLO shaping: on a page, the heaviest tenant far above its neighbours'
 mean is shaped to that mean (one new tenant per 5 minutes, the short
 window, so one fix can show before the next); released once the page has
-been quiet for the dwell time and the tenant no longer pushes against it."""
+been quiet for the dwell time and the tenant no longer pushes against it.
+
+Shaping exists to protect the other tenants: a tenant with no neighbours, or
+whose load is under ``min_capacity_share`` of the shared capacity, is not
+throttled for its own page; the page's guard raises the incident instead."""
 
 from __future__ import annotations
 
@@ -59,7 +63,9 @@ class SloShaper:
         actions: list[Action] = []
         if paging and now_s - self.last_shape_s >= 300.0:
             heavy = self._heaviest(rates, exclude=set(shaped))
-            if heavy is not None:
+            if heavy is None:
+                self._decline(paging, rates, now_s)
+            else:
                 tenant, rate, others = heavy
                 target = max(others, cfg.floor_rps)
                 numbers = {
@@ -107,16 +113,37 @@ class SloShaper:
         log.info("shaping-released", tenant=tenant, position=position)
         return Action(now_s, tenant, "shaping-released", reason, position, numbers)
 
+    def _decline(
+        self, paging: list[str], rates: dict[str, float], now_s: float
+    ) -> None:
+        """A page with no one worth shaping: the guards' incident is the action."""
+        self.last_shape_s = now_s  # one line per short window, not per tick
+        log.info(
+            "shaping-declined",
+            paging=paging,
+            tenants=len(rates),
+            heaviest_per_s=round(max(rates.values(), default=0.0), 3),
+            min_per_s=round(self._min_rate(), 3),
+        )
+
+    def _min_rate(self) -> float:
+        return self.config.min_capacity_share * self.config.capacity_rps
+
     def _heaviest(
         self, rates: dict[str, float], exclude: set[str]
     ) -> tuple[str, float, float] | None:
-        """The heaviest tenant far above its neighbours' mean, if any."""
+        """The heaviest tenant far above its neighbours' mean and carrying a
+        meaningful share of the capacity, if any."""
         for tenant, rate in sorted(rates.items(), key=lambda kv: -kv[1]):
             if tenant in exclude:
                 continue
-            others = [r for t, r in rates.items() if t != tenant]
+            others = [r for t, r in rates.items() if t != tenant and r > 0]
             mean = sum(others) / len(others) if others else 0.0
-            if others and rate > self.config.heavy_share * max(mean, 1e-9):
+            if (
+                others
+                and rate >= self._min_rate()
+                and rate > self.config.heavy_share * max(mean, 1e-9)
+            ):
                 return tenant, rate, mean
             return None
         return None

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from application.autopilot.burn import WINDOWS, CostBurn, cost_burn, period_bounds
+from application.autopilot.burn import (
+    MIN_EVENTS,
+    WINDOWS,
+    CostBurn,
+    cost_burn,
+    period_bounds,
+)
 from application.autopilot.burn import slo_alerts as compute_slo_alerts
 from domain.autopilot.usage import Counts
 
@@ -85,7 +91,13 @@ class TenantBurn:
         }
 
 
-def measure(view: UsageReadModel, row: BudgetRow, now_s: float) -> TenantBurn:
+def measure(
+    view: UsageReadModel,
+    row: BudgetRow,
+    now_s: float,
+    *,
+    min_events: int = MIN_EVENTS,
+) -> TenantBurn:
     """Read the windows and the period's spend for one tenant; compute burns."""
     minute = int(now_s // 60)
     windows = {
@@ -107,5 +119,5 @@ def measure(view: UsageReadModel, row: BudgetRow, now_s: float) -> TenantBurn:
         },
         since_s=since,
     )
-    slo, alerts = compute_slo_alerts(windows, row.slo)
+    slo, alerts = compute_slo_alerts(windows, row.slo, min_events=min_events)
     return TenantBurn(row.tenant, windows, cost, slo, alerts)

@@ -43,6 +43,15 @@ def dec(value: float, places: int = 6) -> Decimal:
     return Decimal(repr(round(float(value), places)))
 
 
+def sig(value: float, digits: int = 6) -> Decimal:
+    """A float as a Decimal of ``digits`` significant digits.
+
+    For rates that can be tiny: a month's cap is a few millionths of a unit a
+    second, which six decimals would round away by a tenth.
+    """
+    return Decimal(f"{float(value):.{digits}g}")
+
+
 def decimals(data: Any) -> Any:
     """Floats to Decimals, recursively (events hold no floats)."""
     if isinstance(data, float):

@@ -87,8 +87,8 @@ class Server:
         env.update(self.extra_env)
         out = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
-            [self.python, "-m", "api.cli", "serve", "--port", str(self.port),
-             "--workers", str(self.workers)],
+            [self.python, "-m", "api.cli", "serve", "--init", "--port",
+             str(self.port), "--workers", str(self.workers)],
             cwd=self.root, env=env, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -32,6 +32,9 @@ def cli_env(database_url: str, var: Path) -> dict[str, str]:
         CONDUCTOR_JWT_SECRET=SECRET,
         CONDUCTOR_LOG_LEVEL="warning",
         CONDUCTOR_PROJECTION_POLL_S="0.05",
+        # every test starts on a fresh store: say so, as `conductor init`
+        # would (test_wrong_paths.py drops it to see the refusals)
+        CONDUCTOR_INIT="1",
     )
     return env
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -94,7 +95,11 @@ def test_serve_prints_a_token_only_when_asked(
             sqlite_url, tmp_path, log, args=("--demo-token",) if demo else ()
         )
         server.stop()
-    output = log_path.read_text()
+    # not a terminal: the banner comes as JSON lines, one per banner line
+    output = "\n".join(
+        json.loads(line).get("line", line) if line.startswith("{") else line
+        for line in log_path.read_text().splitlines()
+    )
     assert "Conductor on" in output
     tokens = [w for w in output.split() if w.startswith(("eyJ", "TOKEN=eyJ"))]
     if not demo:
