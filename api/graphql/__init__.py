@@ -1,0 +1,1 @@
+"""GraphQL over the same application services and read models as REST."""
