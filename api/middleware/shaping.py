@@ -151,6 +151,23 @@ def shaped_tenant(request: Request[Any, Any, Any]) -> str | None:
     return user.tenant if isinstance(user, Principal) else None
 
 
+async def draw(
+    gate: ShapingGate | None, tenant: str, request: Request[Any, Any, Any]
+) -> None:
+    """Draw one request from a shaped tenant's bucket: a 429 problem when empty.
+
+    The API's hook calls it for /v1; the console calls it once it knows the
+    signed-in tenant, so a page is shaped like the API call it stands for.
+    """
+    if gate is None or gate.cached(tenant) is False:
+        return
+    result = await anyio.to_thread.run_sync(gate.check, tenant)
+    if result is not None:
+        if not result.allowed:
+            raise _refusal(tenant, result)
+        request.state[STATE_KEY] = throttle_header(result)
+
+
 def shaping_hook(
     gate_getter: Callable[[], ShapingGate | None],
     *,
@@ -164,13 +181,8 @@ def shaping_hook(
 
     async def before_request(request: Request[Any, Any, Any]) -> Any:
         tenant = shaped_tenant(request)
-        gate = gate_getter() if tenant is not None else None
-        if tenant is not None and gate is not None and gate.cached(tenant) is not False:
-            result = await anyio.to_thread.run_sync(gate.check, tenant)
-            if result is not None:
-                if not result.allowed:
-                    raise _refusal(tenant, result)
-                request.state[STATE_KEY] = throttle_header(result)
+        if tenant is not None:
+            await draw(gate_getter(), tenant, request)
         if then is None:
             return None
         outcome = then(request)
