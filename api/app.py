@@ -10,12 +10,12 @@ import structlog
 from litestar import Litestar
 from litestar.exceptions import InternalServerException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsException
 
 from adapters.dr.router import RegionError
 from api.auth import jwt_auth
 from api.bootstrap import Conductor, build_conductor
+from api.console import console_handlers, console_template_config, swagger_plugin
 from api.controllers.budget import BudgetController
 from api.controllers.catalog import CatalogController
 from api.controllers.datasets import DatasetController
@@ -29,8 +29,10 @@ from api.controllers.log import LogController
 from api.controllers.ops import healthz, metrics, readyz
 from api.controllers.policies import PolicyController
 from api.controllers.switches import SwitchController
+from api.graphql.schema import graphql_handlers
 from api.logging import configure_logging, request_logging
 from api.middleware.shaping import add_throttle_header, shaping_hook
+from api.problem_docs import document_problems
 from api.problems import problem_plugin, region_problem
 from api.requests import require_json
 from api.settings import Settings, get_settings
@@ -120,12 +122,18 @@ def create_app(
             healthz,
             readyz,
             metrics,
+            *console_handlers,
+            *graphql_handlers(settings),
         ],
+        template_config=console_template_config,
         dependencies=wired.providers(),
         on_app_init=[auth.on_app_init],
         plugins=[problem_plugin()],
         request_max_body_size=settings.max_body_bytes,
         after_exception=[log_unexpected],
+        # litestar's default would re-configure the root logger in plain text;
+        # api.logging routes every standard logger through structlog instead
+        logging_config=None,
         before_request=shaping_hook(lambda: wired.autopilot.shaping, then=require_json),
         before_send=[add_throttle_header],
         on_startup=[_handler_threads(settings.threads), wired.start],
@@ -135,13 +143,14 @@ def create_app(
             version="0.1.0",
             description="Event-sourced governance control plane",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[swagger_plugin()],  # vendored assets, no CDN
             security=[{"BearerToken": []}],
             components=[auth.openapi_components],
         ),
         debug=False,
     )
     app.state.conductor = wired  # for the CLI's in-process tools and the tests
+    document_problems(app)  # OpenAPI: the problem+json each route really sends
     # Outermost, so that 401s from the auth middleware and unmatched routes
     # get their log line and latency sample too.
     app.asgi_handler = request_logging(wired.core.metrics, wired.autopilot.meter)(

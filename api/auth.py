@@ -43,7 +43,14 @@ TENANT_SCOPES = SCOPES - OPERATOR_SCOPES
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,8192}")
 """A JWT segment: base64url without padding (bounded: headers are, too)."""
-PUBLIC_PATHS = ["^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/v1/keys$"]
+PUBLIC_PATHS = [
+    "^/healthz$",
+    "^/readyz$",
+    "^/metrics$",
+    "^/schema",
+    "^/v1/keys$",
+    "^/console(/|$)",  # its own session cookie: api.console.session
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,10 @@ class Principal:
     sub: str
     tenant: str
     scopes: frozenset[str]
+    regions: frozenset[str] | None = None
+    """ABAC attribute claim: the regions whose objects it may see (None: any)."""
+    purposes: frozenset[str] | None = None
+    """ABAC attribute claim: the purposes it may act for (None: any)."""
 
 
 async def principal_from_token(
@@ -65,7 +76,49 @@ async def principal_from_token(
         raise NotAuthorizedException(detail="token has no valid 'tenant' claim")
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise NotAuthorizedException(detail="token 'scopes' claim must be a list")
-    return Principal(sub=token.sub, tenant=tenant, scopes=frozenset(scopes) & SCOPES)
+    return Principal(
+        sub=token.sub,
+        tenant=tenant,
+        scopes=frozenset(scopes) & SCOPES,
+        regions=_attribute(token.extras, "regions"),
+        purposes=_attribute(token.extras, "purposes"),
+    )
+
+
+async def rest_principal_from_token(
+    token: Token, connection: ASGIConnection[Any, Any, Any, Any]
+) -> Principal:
+    """The REST routes' principal: a token limited by attribute claims is refused.
+
+    Only GraphQL's @auth enforces ``regions`` and ``purposes``
+    (docs/graphql.md#abac); REST checks scopes and tenant. Accepting such a
+    token here would quietly widen it, so it is refused instead (403).
+    """
+    principal = await principal_from_token(token, connection)
+    limited = [
+        name
+        for name, value in (
+            ("regions", principal.regions),
+            ("purposes", principal.purposes),
+        )
+        if value is not None
+    ]
+    if limited:
+        raise PermissionDeniedException(
+            detail=f"this token is limited by {' and '.join(limited)} claims, "
+            "which only /graphql enforces; use /graphql or a token without them"
+        )
+    return principal
+
+
+def _attribute(claims: dict[str, Any], name: str) -> frozenset[str] | None:
+    """An optional ABAC attribute claim: absent is unrestricted, else a list."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise NotAuthorizedException(detail=f"token '{name}' claim must be a list")
+    return frozenset(value)
 
 
 class CachedToken(Token):
@@ -138,7 +191,7 @@ def _canonical_segment(segment: str) -> bool:
 def jwt_auth(secret: str) -> JWTAuth[Principal, Token]:
     """Litestar's JWT middleware, HS256, with the public paths left open."""
     return JWTAuth[Principal, Token](
-        retrieve_user_handler=principal_from_token,
+        retrieve_user_handler=rest_principal_from_token,
         token_cls=CachedToken,
         token_secret=secret,
         algorithm="HS256",
@@ -155,11 +208,15 @@ def issue_token(
     sub: str = "cli",
     ttl: timedelta = timedelta(hours=1),
     operator: bool = False,
+    regions: Iterable[str] | None = None,
+    purposes: Iterable[str] | None = None,
 ) -> str:
     """A signed token for ``tenant`` with ``scopes`` (unknown scopes refused).
 
     Operator scopes reach across tenants, so asking for one is refused
-    unless ``operator`` says so explicitly.
+    unless ``operator`` says so explicitly. ``regions`` and ``purposes`` are
+    ABAC attribute claims limiting what the token may see and ask for
+    (docs/graphql.md#abac); left out, the token is not limited by them.
     """
     wanted = list(dict.fromkeys(scopes))
     unknown = sorted(set(wanted) - SCOPES)
@@ -184,6 +241,9 @@ def issue_token(
         "exp": int((now + ttl).timestamp()),
         "jti": uuid.uuid4().hex,
     }
+    for name, values in (("regions", regions), ("purposes", purposes)):
+        if values is not None:
+            claims[name] = list(dict.fromkeys(values))
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

@@ -22,6 +22,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     var: str = "./var"
     """Where the embedded database, keys and secrets live."""
+    init: bool = False
+    """Let the CLI and server create a missing store (`conductor init` and
+    `scripts/run` do); otherwise a missing one is an error naming the path."""
     database_url: str = ""
     """sqlite:///path or postgresql://user:pass@host:port/db; default SQLite in var."""
     data_root: str = ""
@@ -39,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Request bodies above this get 413."""
     min_position_wait_s: float = 2.0
     """How long x-ig-min-position waits for a projection before a 503."""
+    graphql_introspection: bool = True
+    """Answer GraphQL introspection queries (__schema, __type) at /graphql."""
     projection_batch: int = 1000
     projection_poll_s: float = 0.5
     idempotency_ttl_s: float = 24 * 3600.0
@@ -146,6 +151,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     autopilot_interval_s: float = 10.0
     autopilot_min_dwell_s: float = 600.0
     """Least time between cap changes, and quiet time before shaping is released."""
+    autopilot_min_events: Annotated[int, msgspec.Meta(ge=1)] = 100
+    """Served requests a burn window (per route class) needs before its burn
+    rate can page or ticket: fewer is noise, not an outage (ADR 0015)."""
+    autopilot_capacity_rps: Annotated[float, msgspec.Meta(gt=0)] = 100.0
+    """Requests/s the API sustains, all tenants together (the shared capacity)."""
+    autopilot_min_capacity_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.1
+    """A paging tenant is shaped only when it has neighbours and its rate is at
+    least this share of the capacity; otherwise the page is an incident only."""
     shaping: bool = True
     """Enforce the autopilot's token buckets (429 + Retry-After)."""
     shaping_refresh_s: float = 1.0

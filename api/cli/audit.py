@@ -86,6 +86,9 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
         if Path(bundle).is_file():  # a DR drill's evidence, not an export bundle
             bad += _verify_evidence(Path(bundle), keys)
             continue
+        if _is_release_bundle(Path(bundle)):  # `conductor evidence build`'s folder
+            bad += _verify_release_bundle(Path(bundle), keys, args.previous)
+            continue
         failures = verify_bundle(Path(bundle), keys, checked)
         prefix = f"{bundle}: " if len(args.bundle) > 1 else ""
         for line in failures:
@@ -105,6 +108,30 @@ def cmd_verify(settings: Settings, args: argparse.Namespace) -> int:
             f"({rate:,.0f} bundles/s)"
         )
     return 1 if bad else 0
+
+
+def _is_release_bundle(path: Path) -> bool:
+    from adapters.audit.evidence_bundle import is_evidence_bundle  # noqa: PLC0415
+
+    return is_evidence_bundle(path)
+
+
+def _verify_release_bundle(
+    path: Path, keys: dict[str, str], previous: str | None
+) -> int:
+    """Check an evidence bundle; print each failure (or ok); 1 if it fails."""
+    from adapters.audit.evidence_bundle import verify_evidence_bundle  # noqa: PLC0415
+
+    failures = verify_evidence_bundle(path, keys, Path(previous) if previous else None)
+    for line in failures:
+        print(f"{path}: {line}")
+    if not failures:
+        also = f", consistent with {previous}" if previous else ""
+        print(
+            f"ok: {path} verifies (signed manifest, every file's digest, every "
+            f"cited event's inclusion under the signed checkpoint{also})"
+        )
+    return 1 if failures else 0
 
 
 def _verify_evidence(path: Path, keys: dict[str, str]) -> int:
@@ -146,7 +173,7 @@ def _export_log(settings: Settings, out: Path) -> int:
     ledger = api_ledger(settings, pool_size=2)
     try:
         total = ledger.head().events
-        progress = Progress("exported", total)
+        progress = Progress("exported", total, unit="events")
 
         def pages() -> Any:
             after, done = 0, 0
@@ -314,12 +341,13 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
                 f"{', '.join(decision.reasons)} (export {decision.export_id}, recorded)"
             )
             return 1
-        progress = Progress("exported rows")
+        # the DLP step reports (bytes read, bytes total) of the source file
+        progress = Progress("exporting", unit="bytes")
         status = services.exports.worker.pipeline.run(
-            decision.export_id, lambda rows, _size: progress.update(rows)
+            decision.export_id, lambda read, total: progress.update(read, total=total)
         )
         export = services.exports.app.load_export(decision.export_id)
-        progress.finish(export.rows)
+        progress.finish()
         where = services.exports.worker.pipeline.directory(decision.export_id)
         if status != "proven":
             print(f"export {decision.export_id} {status}: {export.failure}")
@@ -352,10 +380,15 @@ def add_commands(sub: Any) -> None:
     verify.add_argument(
         "bundle",
         nargs="+",
-        help="export directories (file + proof.dsse.json) or DR evidence JSON files",
+        help="export directories (file + proof.dsse.json), evidence bundle "
+        "directories (manifest.dsse.json) or DR evidence JSON files",
     )
     verify.add_argument("--keys", help="public keys: GET /v1/keys output or keyid->PEM")
-    verify.set_defaults(func=cmd_verify)
+    verify.add_argument(
+        "--previous",
+        help="with an evidence bundle: an earlier bundle whose log this one extends",
+    )
+    verify.set_defaults(func=cmd_verify, store=False)  # offline
 
     audit = sub.add_parser("audit", help="the auditor's tools").add_subparsers(
         dest="action", required=True
@@ -363,33 +396,41 @@ def add_commands(sub: Any) -> None:
     export_log = audit.add_parser(
         "export-log", help="write the whole log (or a tenant's slice) as JSON Lines"
     )
-    export_log.add_argument("--out", required=True)
+    export_log.add_argument("--out", required=True, help="the JSON Lines file to write")
     whose = export_log.add_mutually_exclusive_group()
     whose.add_argument("--tenant", help="only this tenant's slice, with proofs")
     whose.add_argument(
         "--url", help="fetch from this API with $CONDUCTOR_TOKEN (a tenant's slice)"
     )
-    export_log.set_defaults(func=cmd_audit)
+    export_log.set_defaults(func=cmd_audit, store=lambda args: not args.url)
     replay = audit.add_parser(
         "replay",
         help="re-run export decisions from a log file; show its ER evaluations",
     )
-    replay.add_argument("--log", required=True)
+    replay.add_argument(
+        "--log", required=True, help="a log file from `conductor audit export-log`"
+    )
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--export", help="one export id")
     which.add_argument("--all", action="store_true", help="every export in the log")
-    replay.add_argument("--json", action="store_true")
-    replay.set_defaults(func=cmd_audit)
+    replay.add_argument("--json", action="store_true", help="print JSON")
+    replay.set_defaults(func=cmd_audit, store=False)  # reads --log only
 
     export = (
         sub.add_parser("export", help="governed exports")
         .add_subparsers(dest="action", required=True)
         .add_parser("run", help="request an export and run it here, with progress")
     )
-    export.add_argument("--tenant", required=True)
+    export.add_argument("--tenant", required=True, help="the requesting tenant")
     export.add_argument("--dataset", required=True, help="dataset id")
-    export.add_argument("--preset", default="tokenize_strict")
-    export.add_argument("--purpose", required=True)
+    export.add_argument(
+        "--preset",
+        default="tokenize_strict",
+        help="the DLP preset (default %(default)s; docs/exports.md)",
+    )
+    export.add_argument("--purpose", required=True, help="the declared purpose")
     export.add_argument("--destination", required=True, help="destination region")
-    export.add_argument("--requester", default="cli")
+    export.add_argument(
+        "--requester", default="cli", help="who asks (default %(default)s)"
+    )
     export.set_defaults(func=cmd_export)

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from api.auth import OPERATOR_SCOPES, SCOPES, TENANT_SCOPES, issue_token
+from api.cli.acceptance import add_commands as add_acceptance_commands
 from api.cli.audit import add_commands
 from api.cli.autopilot import add_commands as add_autopilot_commands
 from api.cli.dr import add_commands as add_dr_commands
 from api.cli.er import add_commands as add_er_commands
+from api.cli.evidence import add_commands as add_evidence_commands
+from api.cli.gate import add_commands as add_catalog_commands
 from api.cli.progress import Progress
+from api.cli.store import UserError, require_secret, require_store
 from api.cli.switches import add_commands as add_switch_commands
 from api.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 DEMO_TENANT = "demo"
 
@@ -44,31 +52,48 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from api.app import create_app  # noqa: PLC0415
     from api.bootstrap import build_conductor  # noqa: PLC0415
+    from api.logging import configure_logging  # noqa: PLC0415
     from api.runtime.dr import ledger_label  # noqa: PLC0415
+
+    configure_logging(settings)  # uvicorn's supervisor logs through it too
 
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    _check_port(host, port)
+    say = _banner(settings)
     base = f"http://{host}:{port}"
-    print(f"Conductor on {base}  (database: {ledger_label(settings)})")
-    print(f"OpenAPI:     {base}/schema  (Swagger UI: {base}/schema/swagger)")
+    say(f"Conductor on {base}  (database: {ledger_label(settings)})")
+    say(f"OpenAPI:     {base}/schema  (Swagger UI: {base}/schema/swagger)")
+    say(f"Console:     {base}/console/sign-in")
     if args.demo_token:
         # Only on request (scripts/run asks): a bearer token is a secret, and
         # a server's output usually ends up in a log collector.
         token = issue_token(
-            settings.resolved_jwt_secret(),
+            settings.resolved_jwt_secret(),  # the server's: it makes one if new
             tenant=DEMO_TENANT,
             scopes=sorted(TENANT_SCOPES),
             sub="demo",
             ttl=timedelta(hours=12),
         )
-        print(f"Demo token (tenant '{DEMO_TENANT}', every tenant scope, 12 h):")
-        print(f"  export TOKEN={token}")
-        print(f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/datasets')
+        say(f"Demo token (tenant '{DEMO_TENANT}', every tenant scope, 12 h):")
+        say(f"  export TOKEN={token}")
+        say(f'  curl -H "Authorization: Bearer $TOKEN" {base}/v1/datasets')
+        # The fragment stays in the browser: the sign-in page's script fills
+        # the form from it, so the token reaches no request line or access log.
+        say(f"Console link (signs in as '{DEMO_TENANT}'):")
+        say(f"  {base}/console/sign-in#token={token}")
     sys.stdout.flush()
     if workers <= 1:
         app = create_app(settings)
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,  # uvicorn's loggers reach structlog's root handler
+        )
         return 0
     # Several API processes share the load; one process keeps the projections.
     # Create the schema here first: concurrent CREATE TABLE IF NOT EXISTS from
@@ -87,10 +112,63 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             workers=workers,
             log_level="warning",
             access_log=False,
+            log_config=None,
         )
     finally:
         projector.send_signal(signal.SIGTERM)
         projector.wait(timeout=30)
+    return 0
+
+
+def _banner(settings: Settings) -> Callable[[str], None]:
+    """The start-up banner: plain lines on a terminal, else JSON log lines
+    (the output of a server usually goes to a log collector)."""
+    if settings.log_format == "console" or sys.stdout.isatty():
+        return print
+
+    def say(line: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as structlog
+        line = line.strip()
+        print(
+            json.dumps(
+                {"event": "banner", "level": "info", "timestamp": stamp, "line": line}
+            )
+        )
+
+    return say
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before the banner (and its token) when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                msg = f"cannot listen on {host}:{port}: {error.strerror}"
+                raise UserError(msg) from None
+            msg = (
+                f"port {port} on {host} is already in use (another conductor?); "
+                f"stop it, or choose another port: --port {port + 1}"
+            )
+            raise UserError(msg) from None
+
+
+def cmd_init(settings: Settings, _: argparse.Namespace) -> int:
+    """Create the store (the log's tables), the JWT secret and the data root."""
+    from api.bootstrap import build_conductor  # noqa: PLC0415
+    from api.cli.store import store_exists, where  # noqa: PLC0415
+    from api.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging(settings)
+    existed = store_exists(settings)
+    settings.data_root_path.mkdir(parents=True, exist_ok=True)
+    build_conductor(msgspec.structs.replace(settings, init=True)).close()
+    settings.resolved_jwt_secret()  # made once into var/jwt-secret, unless set
+    state = "already initialised" if existed else "initialised a new store"
+    print(f"{state}: {where(settings)}")
     return 0
 
 
@@ -120,12 +198,14 @@ def cmd_project(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     try:
         token = issue_token(
-            settings.resolved_jwt_secret(),
+            require_secret(settings),
             tenant=args.tenant,
             scopes=args.scope,
             sub=args.sub,
             ttl=args.ttl,
             operator=args.operator,
+            regions=args.region,
+            purposes=args.purpose,
         )
     except ValueError as error:
         print(f"conductor token issue: {error}", file=sys.stderr)
@@ -143,16 +223,24 @@ def cmd_log_verify(settings: Settings, args: argparse.Namespace) -> int:
     ledger = api_ledger(settings, pool_size=2)
     try:
         total = ledger.head().events
-        progress = Progress("verified", total)
+        progress = Progress("verified", total, unit="events")
         report = verify_chain(
             ledger.chained,
             start=args.start,
             progress=lambda done, _pos: progress.update(done),
         )
-        if total > 50_000:
-            progress.finish(report.checked)
+        progress.finish(report.checked)
     finally:
         ledger.close()
+    if report.checked == 0 and not args.allow_empty:
+        from api.cli.store import where  # noqa: PLC0415
+
+        print(
+            f"conductor log verify: the log at {where(settings)} is empty "
+            "(0 events): wrong store? --allow-empty accepts an empty log",
+            file=sys.stderr,
+        )
+        return 1
     if args.json:
         print(
             json.dumps(
@@ -202,7 +290,7 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         head = services.core.ledger.recorder.max_notification_id() or 0
         runner.projection.view.reset()
-        progress = Progress(f"rebuilding {runner.name}", head)
+        progress = Progress(f"rebuilding {runner.name}", head, unit="events")
         read = runner.catch_up(progress=lambda done, _pos: progress.update(done))
         progress.finish(read)
         print(f"rebuilt {runner.name}: {read:,} events, position {runner.position()}")
@@ -213,11 +301,24 @@ def cmd_projections(settings: Settings, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="conductor", description=__doc__)
+    root.add_argument("--version", action="version", version=f"conductor {_version()}")
     sub = root.add_subparsers(dest="command", required=True)
 
+    init = sub.add_parser(
+        "init",
+        help="create the store at CONDUCTOR_VAR / CONDUCTOR_DATABASE_URL "
+        "(and the JWT secret); idempotent",
+    )
+    init.set_defaults(func=cmd_init, store=False)
+
     serve = sub.add_parser("serve", help="run the API with its projection workers")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--init",
+        action="store_true",
+        help="create the store if it is missing (default: refuse, naming the path)",
+    )
     serve.add_argument(
         "--workers", type=int, help="API processes (default 1: one process does all)"
     )
@@ -236,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
         .add_subparsers(dest="action", required=True)
         .add_parser("issue", help="print a signed token for a tenant")
     )
-    token.add_argument("--tenant", required=True)
+    token.add_argument("--tenant", required=True, help="the tenant the token acts for")
     token.add_argument(
         "--scope",
         action="append",
@@ -249,14 +350,23 @@ def parser() -> argparse.ArgumentParser:
         default=timedelta(hours=1),
         help="lifetime (seconds, or 90m, 12h, 7d); default 1h",
     )
-    token.add_argument("--sub", default="cli", help="the token's subject")
+    token.add_argument(
+        "--sub", default="cli", help="the token's subject (default %(default)s)"
+    )
     token.add_argument(
         "--operator",
         action="store_true",
         help="allow the operator scopes "
         f"({', '.join(sorted(OPERATOR_SCOPES))}), which reach every tenant",
     )
-    token.set_defaults(func=cmd_token)
+    for claim in ("region", "purpose"):
+        token.add_argument(
+            f"--{claim}",
+            action="append",
+            help=f"repeatable ABAC claim: limit the token to these {claim}s "
+            "(docs/graphql.md#abac); default: not limited",
+        )
+    token.set_defaults(func=cmd_token, store=False)
 
     verify = (
         sub.add_parser("log", help="the event log")
@@ -270,7 +380,12 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="first position to check (default 1)",
     )
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0 on an empty log (default: an empty log is an error)",
+    )
     verify.set_defaults(func=cmd_log_verify)
 
     proj = sub.add_parser("projections", help="read models").add_subparsers(
@@ -280,14 +395,49 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_projections
     )
     rebuild = proj.add_parser("rebuild", help="drop a read model and replay the log")
-    rebuild.add_argument("name")
+    rebuild.add_argument(
+        "name", help="the read model (see `conductor projections status`)"
+    )
     rebuild.set_defaults(func=cmd_projections)
     add_commands(sub)
     add_er_commands(sub)
     add_dr_commands(sub)
     add_autopilot_commands(sub)
     add_switch_commands(sub)
+    add_catalog_commands(sub)
+    add_evidence_commands(sub)
+    add_acceptance_commands(sub)
     return root
+
+
+def _version() -> str:
+    try:
+        return version("conductor")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "unknown"
+
+
+def _needs_store(args: argparse.Namespace) -> bool:
+    """Commands open the store unless they say otherwise (store=False, or a
+    callable of the arguments)."""
+    needs = getattr(args, "store", True)
+    return bool(needs(args) if callable(needs) else needs)
+
+
+def _user_error(error: BaseException) -> str | None:
+    """One line for a mistake the user can fix, or None (a bug: traceback)."""
+    if isinstance(error, UserError):
+        return str(error)
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.strerror or error}: {error.filename}"
+    if isinstance(error, sqlite3.OperationalError):
+        return f"SQLite: {error}"
+    if (
+        type(error).__module__.startswith("psycopg")
+        and "Operational" in type(error).__name__
+    ):
+        return f"PostgreSQL: {str(error).strip().splitlines()[0]}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,7 +447,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"conductor: {error}", file=sys.stderr)
         return 2
-    return int(args.func(settings, args))
+    if getattr(args, "init", False):
+        settings = msgspec.structs.replace(settings, init=True)
+    try:
+        if _needs_store(args):
+            require_store(settings)
+        return int(args.func(settings, args))
+    except Exception as error:
+        line = _user_error(error)
+        if line is None:
+            raise
+        name = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"conductor {name}: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

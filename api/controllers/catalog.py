@@ -1,18 +1,37 @@
-"""/v1/catalog: coverage of the tenant's data by the registry."""
+"""/v1/catalog: coverage of the tenant's data by the registry; CI gate runs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
 from api.requests import principal, read_model
-from api.schemas.catalog import CoverageOut, UnregisteredOut
+from api.schemas.catalog import CoverageOut, GateRunIn, GateRunOut, UnregisteredOut
 from api.wiring.catalog import CatalogBundle
 from api.wiring.core import Core
 from api.wiring.dr import DrBundle
+
+if TYPE_CHECKING:
+    from domain.catalog.gate import CatalogGateRan
+
+
+def gate_run_out(run: CatalogGateRan, position: int | None = None) -> GateRunOut:
+    return GateRunOut(
+        id=run.id,
+        repo=run.repo,
+        commit=run.commit,
+        findings_digest=run.findings_digest,
+        findings=run.findings,
+        datasets=list(run.datasets),
+        failing=list(run.failing),
+        position=position,
+    )
 
 
 class CatalogController(Controller):
@@ -87,3 +106,58 @@ class CatalogController(Controller):
             ],
         )
         return Response(body, headers=headers)
+
+    @post(
+        "/gate-runs",
+        operation_id="RecordGateRun",
+        guards=[requires("catalog.write")],
+        sync_to_thread=True,
+        status_code=201,
+    )
+    def record_gate_run(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[GateRunIn],
+        catalog: NamedDependency[CatalogBundle],
+    ) -> Response[GateRunOut]:
+        """Append a CatalogGateRan event (repo, commit, findings digest).
+
+        The same repo, commit and digest again answers 200 with the run
+        already recorded (no new event).
+        """
+        tenant = principal(request).tenant
+        result = catalog.gate_runs.record_gate_run(
+            tenant=tenant,
+            repo=data.repo,
+            commit=data.commit,
+            findings_digest=data.findings_digest,
+            findings=data.findings,
+            datasets=data.datasets,
+            failing=data.failing,
+        )
+        run = catalog.gate_runs.get_gate_run(tenant=tenant, run_id=result.id)
+        assert run is not None  # just recorded, for this tenant
+        return Response(
+            gate_run_out(run, result.position),
+            status_code=201 if result.created else 200,
+        )
+
+    @get(
+        "/gate-runs/{run_id:uuid}",
+        operation_id="GetGateRun",
+        guards=[requires("catalog.read")],
+        sync_to_thread=True,
+    )
+    def get_gate_run(
+        self,
+        request: Request[Any, Any, Any],
+        run_id: FromPath[UUID],
+        catalog: NamedDependency[CatalogBundle],
+    ) -> GateRunOut:
+        """A recorded gate run of the token's tenant (another tenant's: 404)."""
+        run = catalog.gate_runs.get_gate_run(
+            tenant=principal(request).tenant, run_id=run_id
+        )
+        if run is None:
+            raise NotFoundException(detail=f"no gate run {run_id}")
+        return gate_run_out(run)

@@ -146,3 +146,25 @@ class CoverageOut(Out, frozen=True):
     registered_in_use: int
     unregistered_in_use: list[UnregisteredOut]
     """The active datasets no active entry registers (at most 100)."""
+
+
+class GateRunIn(In):
+    """A CI gate run's summary (`conductor catalog gate --record` sends it)."""
+
+    repo: str
+    commit: str
+    findings_digest: str
+    findings: int
+    datasets: list[str]
+    failing: list[str] = msgspec.field(default_factory=list)
+
+
+class GateRunOut(Out, frozen=True):
+    id: UUID
+    repo: str
+    commit: str
+    findings_digest: str
+    findings: int
+    datasets: list[str]
+    failing: list[str]
+    position: int | None = None

@@ -8,6 +8,7 @@ from adapters.catalog.postgres import PostgresCatalogView
 from adapters.catalog.sqlite import SQLiteCatalogView
 from api.wiring.core import Core, view_of
 from application.catalog.datasets import Datasets
+from application.catalog.gate import GateRuns
 from projections.catalog import CatalogView, SearchCache
 from projections.coverage import CatalogQueries
 
@@ -34,8 +35,11 @@ class CatalogBundle:
         view: CatalogView,
         queries: CatalogQueries,
         lineage: LineageView | None,
+        gate_runs: GateRuns,
     ) -> None:
         self.registry = registry
+        self.gate_runs = gate_runs
+        """Recorded CI gate runs (CatalogGateRan)."""
         self.view = view
         self.search = SearchCache(view)
         self.queries = queries
@@ -63,4 +67,5 @@ def wire_catalog(core: Core, files: LocalDataFiles) -> CatalogBundle:
         view=view,
         queries=CatalogQueries(view, files),
         lineage=lineage,
+        gate_runs=GateRuns(core.ledger),
     )

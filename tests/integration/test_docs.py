@@ -48,6 +48,20 @@ SERVER_ENV = {"CONDUCTOR_MIN_POSITION_WAIT_S": "15"}
 """Reads after writes wait on x-ig-min-position; give a loaded machine time."""
 
 NOT_RUN = {
+    ("README.md", "git clone <this repository> conductor && cd conductor"): (
+        "from an empty machine: clones, makes .venv and runs every acceptance "
+        "pack (the DR drill among them, minutes); tests/integration/"
+        "test_acceptance.py and test_evidence_bundle.py run the same commands"
+    ),
+    ("docs/evidence.md", "conductor acceptance run [--pack dr|er|catalog|export"): (
+        "a synopsis; tests/integration/test_acceptance.py runs the packs"
+    ),
+    ("docs/evidence.md", "conductor evidence build --out DIR [--since POSITION]"): (
+        "a synopsis; the runnable block below builds and verifies a bundle"
+    ),
+    ("docs/evidence.md", "conductor verify DIR [--previous EARLIER_DIR]"): (
+        "a synopsis; the runnable block below verifies a bundle"
+    ),
     ("README.md", "scripts/run     # set up and start the API on"): (
         "sets up .venv and starts the server: the test starts its own"
     ),

@@ -23,9 +23,10 @@ from litestar.routes import HTTPRoute
 from adapters.dr.lineage_follower import follow_lineage
 from api.app import create_app
 from api.auth import TENANT_SCOPES
+from api.console.session import CSRF_FIELD, SESSION_COOKIE, csrf_for
 from api.settings import Settings
 from domain.catalog.dataset import Dataset
-from tests.conftest import bearer, dataset_body
+from tests.conftest import SECRET, bearer, dataset_body
 from tests.integration.dr_support import pair_api, pair_site
 from tests.integration.test_exports import COLUMNS, customers_csv, write_source
 
@@ -55,9 +56,19 @@ ID_PARAMETERS = frozenset(
 )
 """Handler parameters (path or query) that name something a tenant owns (an
 entity set is a tenant's name: globex's "people" is not acme's)."""
-NOT_TENANT_DATA = frozenset({"/schema/{path:str}", "/v1/switches/{name:str}"})
-"""Id-looking routes that serve no tenant's data: the OpenAPI documents, and
-the platform's backout switches (platform.operate, named by switch)."""
+NOT_TENANT_DATA = frozenset(
+    {
+        "/schema/{path:str}",
+        "/v1/switches/{name:str}",
+        "/console/static/{file_path:path}",
+        "/graphql/static/{file_path:path}",
+        "/console/dr/evidence/{name:str}",
+    }
+)
+"""Id-looking routes that serve no tenant's data: the OpenAPI documents, the
+platform's backout switches (platform.operate, named by switch), the console's
+and GraphiQL's vendored assets, and the platform's last drill evidence
+(dr.operate, named by its file)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,7 @@ class World:
     job: str
     record: str
     incident_guard: str
+    gate_run: str
 
 
 def _post(client: TestClient[Any], path: str, body: Any, tenant: str) -> Any:
@@ -157,6 +169,14 @@ def world(client: TestClient[Any], settings: Settings) -> World:
         evidence={"spend": "1"},
         now=time.time(),
     )
+    run = {
+        "repo": f"{MARK}/repo",
+        "commit": "0" * 40,
+        "findingsDigest": "sha256:" + "0" * 64,
+        "findings": 0,
+        "datasets": [MARK],
+    }
+    gate_run = _post(client, "/v1/catalog/gate-runs", run, "globex")["id"]
     positions = {
         e["originatorId"]: e["position"]
         for e in client.get("/v1/log?limit=1000", headers=OPERATOR).json()["entries"]
@@ -169,6 +189,7 @@ def world(client: TestClient[Any], settings: Settings) -> World:
         job=job,
         record=f"{MARK}-r0",
         incident_guard=f"{MARK}.page",
+        gate_run=gate_run,
     )
 
 
@@ -215,12 +236,75 @@ def _send(
     return send
 
 
+ACME_SESSION = ACME["Authorization"].removeprefix("Bearer ")
+"""acme signed in to the console: its session cookie holds the same token."""
+
+
+def _console(
+    method: str, path: str, form: dict[str, str] | None = None
+) -> Callable[[TestClient[Any], str], Response]:
+    """A console page as acme's signed-in session (a POST with its CSRF token)."""
+
+    def send(client: TestClient[Any], value: str) -> Response:
+        data = None
+        if method == "POST":
+            csrf = csrf_for(SECRET, "session", ACME_SESSION)
+            data = {**(form or {}), CSRF_FIELD: csrf}
+        return client.request(
+            method,
+            path.format(id=value),
+            data=data,
+            headers={"cookie": f"{SESSION_COOKIE}={ACME_SESSION}"},
+        )
+
+    return send
+
+
 def _dataset(world: World) -> str:
     return world.dataset
 
 
 DATASET = "/v1/datasets/{dataset_id:uuid}"
+CONSOLE_DATASET = "/console/datasets/{dataset_id:uuid}"
+CONSOLE_EXPORT = "/console/exports/{export_id:uuid}"
 CASES: dict[tuple[str, str], Case] = {
+    ("GET", CONSOLE_DATASET): Case(
+        _console("GET", "/console/datasets/{id}"), _dataset, GHOST_UUID
+    ),
+    ("GET", f"{CONSOLE_DATASET}/coverage"): Case(
+        _console("GET", "/console/datasets/{id}/coverage"), _dataset, GHOST_UUID
+    ),
+    ("GET", f"{CONSOLE_DATASET}/edit"): Case(
+        _console("GET", "/console/datasets/{id}/edit"), _dataset, GHOST_UUID
+    ),
+    ("POST", f"{CONSOLE_DATASET}/edit"): Case(
+        _console(
+            "POST",
+            "/console/datasets/{id}/edit",
+            {"description": "mine now", "version": "1"},
+        ),
+        _dataset,
+        GHOST_UUID,
+    ),
+    ("GET", CONSOLE_EXPORT): Case(
+        _console("GET", "/console/exports/{id}"), lambda w: w.export, GHOST_UUID
+    ),
+    ("GET", f"{CONSOLE_EXPORT}/live"): Case(
+        _console("GET", "/console/exports/{id}/live"), lambda w: w.export, GHOST_UUID
+    ),
+    ("GET", f"{CONSOLE_EXPORT}/verify"): Case(
+        _console("GET", "/console/exports/{id}/verify"),
+        lambda w: w.export,
+        GHOST_UUID,
+    ),
+    ("GET", f"{CONSOLE_EXPORT}/files/{{name:str}}"): Case(
+        _console("GET", "/console/exports/{id}/files/proof.dsse.json"),
+        lambda w: w.export,
+        GHOST_UUID,
+    ),
+    ("GET", "/v1/catalog/gate-runs/{run_id:uuid}"): Case(
+        _get("/v1/catalog/gate-runs/{id}"), lambda w: w.gate_run, GHOST_UUID
+    ),
     ("GET", DATASET): Case(_get("/v1/datasets/{id}"), _dataset, GHOST_UUID),
     ("PATCH", DATASET): Case(
         _send(
@@ -412,7 +496,10 @@ def _assert_isolated(client: TestClient[Any], world: World, case: Case) -> None:
     assert absent.status_code == case.status, absent.text
     assert MARK not in hidden.text.replace(theirs, "")
     assert "globex" not in hidden.text.replace(theirs, "")
-    assert hidden.json() == json.loads(absent.text.replace(case.absent, theirs))
+    if hidden.headers["content-type"].startswith("text/html"):  # a console page
+        assert hidden.text == absent.text.replace(case.absent, theirs)
+    else:
+        assert hidden.json() == json.loads(absent.text.replace(case.absent, theirs))
 
 
 # -- on a DR pair ----------------------------------------------------------------------

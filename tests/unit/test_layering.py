@@ -91,6 +91,9 @@ SHARED_MODULES = {
     "api.schemas.base",
     "api.middleware.body_limits",
     "api.cli.progress",
+    "api.graphql.auth",  # the @auth directive and its one enforcing extension
+    "api.graphql.context",  # per-request context and DataLoaders
+    "api.graphql.limits",  # depth, cost and alias limits
 }
 """Named modules any capability may import (besides the layer roots)."""
 
@@ -100,6 +103,7 @@ COMPOSITION = {
     "api.cli.main",
     "api.runtime.jobs",
     "api.wiring.jobs",
+    "api.graphql.schema",  # joins the capabilities' GraphQL root types
 }
 """Where capabilities are wired together (the jobs bind guards across them)."""
 
@@ -110,6 +114,8 @@ API_MODULES = {
     "shaping": "autopilot",
     "autopilot_sim": "autopilot",
     "datasets": "catalog",
+    "gate": "catalog",  # api/cli/gate.py: the catalog CI gate
+    "evidence": "audit",  # api/cli/evidence.py: the release's evidence bundle
     "ledger": "audit",
     "log": "audit",
     "log_slice": "audit",
@@ -121,9 +127,15 @@ API_MODULES = {
     "dr_drill": "dr",
     "dr_load": "dr",
     "dr_server": "dr",
+    "dataset_forms": "catalog",  # api/console: the catalog's register/amend pages
+    "lineage_svg": "catalog",
+    "export_form": "exports",  # api/console: the export request form
+    "export_proof": "exports",  # api/console: the export page's verify panel
+    "export_reasons": "exports",  # api/console: a denial's reasons in words
 }
 PROJECTIONS = {
     "catalog": "catalog",
+    "catalog_state": "catalog",
     "coverage": "catalog",
     "lineage": "catalog",
     "exports": "exports",
@@ -142,7 +154,9 @@ EDGES = {
     ("audit", "er"): "auditors see the ER evaluations (the recall evidence) in a log",
     ("catalog", "audit"): "a dataset's history is a page of log entries",
     ("catalog", "dr"): "x-ig-read-from: a standby region may serve catalog reads",
+    ("catalog", "exports"): "a dataset's page lists the exports of that dataset",
     ("exports", "dr"): "x-ig-read-from: a standby region may serve export reads",
+    ("exports", "audit"): "the console's export page runs the auditor's proof check",
     ("dr", "catalog"): "a standby region serves the catalog and lineage",
     ("dr", "exports"): "a standby region serves the exports read model",
     ("dr", "autopilot"): "drill runs are metered against the budget",

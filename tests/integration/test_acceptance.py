@@ -1,0 +1,122 @@
+"""`conductor acceptance run`: each pack passes on a throwaway instance and
+fails when its precondition is broken on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT, bearer
+from tests.integration.server import Server
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.integration
+
+
+def acceptance(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "acceptance", "run", "--json", *args],
+        env={**base, **(env or {})},
+        timeout=900,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in result["checks"]}
+
+
+def test_catalog_pack_passes_with_the_gate_and_the_console_search() -> None:
+    code, result = acceptance("--pack", "catalog", "--throwaway")
+    checks = by_name(result)
+    assert code == 0, result
+    gate = checks["unregistered dataset PR blocked (CI gate)"]
+    assert gate["ok"]
+    assert "acceptance_unregistered_in_pr unregistered" in gate["figure"]
+    ui = checks["UI search works (console, chromium)"]
+    assert ui["ok"]
+    assert "1 result link(s)" in ui["figure"]
+
+
+def test_export_pack_passes_on_a_throwaway() -> None:
+    code, result = acceptance("--pack", "export", "--throwaway")
+    assert code == 0, result
+    assert all(c["ok"] for c in result["checks"])
+    figure = by_name(result)["gate denies an Embargoed dataset"]["figure"]
+    assert "license_embargoed" in figure
+
+
+def test_export_pack_fails_when_the_gate_denies_every_export(tmp_path: Path) -> None:
+    """Broken on purpose: the tenant's export gate is replaced by a policy
+    that refuses everything, so no proof bundle can verify."""
+    url = f"sqlite:///{tmp_path / 'var' / 'conductor.db'}"
+    source = (
+        "package conductor.export\nimport rego.v1\n"
+        'decision := {"allow": false, "deny": ["acceptance_broken"]}\n'
+    )
+    with (tmp_path / "serve.log").open("w") as log:
+        server = Server(url, tmp_path / "var", log, args=("--init",))
+        try:
+            published = httpx.post(
+                f"{server.base}/v1/policies",
+                json={"name": "export",
+                      "modules": [{"name": "deny.rego", "source": source}]},
+                headers=bearer("acceptance"),
+                timeout=30,
+            )  # fmt: skip
+            assert published.status_code == 201, published.text
+            token = bearer("acceptance")["Authorization"][7:]
+            code, result = acceptance(
+                "--pack", "export", "--url", server.base, "--var",
+                str(tmp_path / "var"), env={"CONDUCTOR_TOKEN": token},
+            )  # fmt: skip
+        finally:
+            server.stop()
+    assert code == 1
+    proof = by_name(result)["proof bundle verifies"]
+    assert not proof["ok"]
+    assert "request answered 403" in proof["figure"]  # the gate denied it
+    assert by_name(result)["gate denies an Embargoed dataset"]["ok"]
+
+
+def test_er_pack_passes_with_the_seed_gain_and_the_rules_in_force() -> None:
+    code, result = acceptance("--pack", "er", "--throwaway")
+    assert code == 0, result
+    gain = by_name(result)["ER assist candidate recall gain at equal precision"]
+    assert "+52.1 %" in gain["figure"]
+    assert by_name(result)["merge rules unchanged (digest)"]["ok"]
+
+
+def test_autopilot_pack_passes_with_shaping_and_a_cap_cut() -> None:
+    code, result = acceptance("--pack", "autopilot", "--throwaway")
+    assert code == 0, result
+    figures = [c["figure"] for c in result["checks"]]
+    assert any("ShapingEngaged" in f for f in figures)
+    assert any("CapAdjusted" in f for f in figures)
+
+
+def test_url_mode_without_a_token_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "acceptance", "run", "--url",
+         "http://127.0.0.1:9"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "CONDUCTOR_TOKEN" in done.stderr
