@@ -555,7 +555,7 @@ def _stale_read(target: Target) -> Check:
         # a slow link, not a broken one: libpq's connect_timeout (2 s)
         # covers a TLS handshake of several delayed round trips
         "--link-delay-ms",
-        "200",
+        "50",
         "--root",
         str(root),
         timeout=300,
@@ -717,7 +717,11 @@ def add_commands(sub: Any) -> None:
         .add_subparsers(dest="action", required=True)
         .add_parser("run", help="run the packs' checks; exit 1 if any fails")
     )
-    run.add_argument("--pack", choices=PACKS, help="one pack (default: all)")
+    run.add_argument(
+        "--pack",
+        choices=PACKS,
+        help=f"one pack of {', '.join(PACKS)} (default: all)",
+    )
     where = run.add_mutually_exclusive_group()
     where.add_argument("--url", help="a running Conductor (token in CONDUCTOR_TOKEN)")
     where.add_argument(

@@ -254,7 +254,13 @@ def add_gate_command(catalog: Any) -> None:
     where.add_argument("--url", help="a running Conductor (token in CONDUCTOR_TOKEN)")
     where.add_argument("--log", help="an exported log (conductor audit export-log)")
     gate.add_argument("--tenant", help="with --log: whose registry to check")
-    gate.add_argument("--format", choices=FORMATS, default="text")
+    gate.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="text",
+        help="text (file:line lines), github (workflow annotations), json, or "
+        "junit (JUnit XML); default: %(default)s",
+    )
     gate.add_argument(
         "--record",
         action="store_true",

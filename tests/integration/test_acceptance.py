@@ -54,6 +54,22 @@ def test_catalog_pack_passes_with_the_gate_and_the_console_search() -> None:
     assert "1 result link(s)" in ui["figure"]
 
 
+def test_dr_pack_passes_with_a_measured_drill_and_a_stale_read() -> None:
+    """A real pair: the drill's RTO/RPO, and a lagging standby saying so."""
+    code, result = acceptance("--pack", "dr", "--throwaway")
+    checks = by_name(result)
+    assert code == 0, result
+    drill = checks["DR drill meets RTO/RPO"]
+    assert drill["ok"]
+    assert "RPO 0 commands" in drill["figure"]
+    rto_ms = int(drill["figure"].split("RTO ")[1].split(" ms")[0])
+    assert 0 < rto_ms <= 5000
+    stale = checks["x-ig-stale-read on a stale read"]
+    assert stale["ok"]
+    assert "HTTP 200" in stale["figure"]
+    assert "region B" in stale["figure"]
+
+
 def test_export_pack_passes_on_a_throwaway() -> None:
     code, result = acceptance("--pack", "export", "--throwaway")
     assert code == 0, result
