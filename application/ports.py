@@ -329,8 +329,15 @@ class VectorIndex(Protocol):
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Labels and cosine similarities of the k nearest stored vectors."""
 
-    def rebuild(self, tenant: str, entity_set: str, reason: str = "requested") -> int:
-        """Rebuild from the stored vectors; returns the index size."""
+    def rebuild(
+        self,
+        tenant: str,
+        entity_set: str,
+        reason: str = "requested",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Rebuild from the stored vectors; returns the index size. ``progress``
+        (if given) is told (vectors added, vectors in all) after each chunk."""
 
 
 class RecordFiles(Protocol):

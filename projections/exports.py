@@ -54,6 +54,10 @@ class ExportRow:
     limit: str = ""
     review: tuple[bool, str, str] | None = None
     """(approved, reviewer, reason) of a manual review."""
+    file_name: str = ""
+    """The delivered file's name ("" until delivered)."""
+    failure_detail: str = ""
+    """What the failing stage reported (column names, counts; never values)."""
 
 
 class ExportsView(TrackingRecorder):
@@ -203,6 +207,7 @@ class ExportsProjection(Projection[ExportsView]):
             event,
             tracking,
             status="delivered",
+            file_name=event.file_name,
             content_sha256=event.content_sha256,
             rows=event.rows,
             bytes=event.bytes,
@@ -218,6 +223,7 @@ class ExportsProjection(Projection[ExportsView]):
             tracking,
             status="failed",
             failure=f"{event.stage}:{event.reason}",
+            failure_detail=event.detail,
         )
 
     @apply.register

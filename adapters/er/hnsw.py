@@ -186,11 +186,18 @@ class HnswIndexes:
         with self._lock(key):
             return self._get(key)[1]
 
-    def rebuild(self, tenant: str, entity_set: str, reason: str = "requested") -> int:
-        """Drop the graph and rebuild it from the stored vectors; returns its size."""
+    def rebuild(
+        self,
+        tenant: str,
+        entity_set: str,
+        reason: str = "requested",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Drop the graph and rebuild it from the stored vectors; returns its size
+        (``progress``, if given, gets (vectors added, in all) after each chunk)."""
         key = (tenant, entity_set)
         with self._lock(key):
-            index, _ = self._rebuild(key, reason)
+            index, _ = self._rebuild(key, reason, progress)
             return int(index.get_current_count())
 
     def forget(self) -> None:
@@ -229,12 +236,22 @@ class HnswIndexes:
             return self._rebuild(key, "load_failed")
         return index, int(meta["position"])
 
-    def _rebuild(self, key: tuple[str, str], reason: str) -> tuple[Any, int]:
+    def _rebuild(
+        self,
+        key: tuple[str, str],
+        reason: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[Any, int]:
         tenant, entity_set = key
         position = self.store.position(tenant, entity_set)
-        index = new_index(self.dims, self.store.count(tenant, entity_set), self.params)
+        count = self.store.count(tenant, entity_set)
+        index = new_index(self.dims, count, self.params)
+        added = 0
         for labels, vectors in self.store.vectors(tenant, entity_set):
             add_items(index, labels, vectors)
+            added += len(labels)
+            if progress is not None:
+                progress(added, count)
         self._save(key, index, position)
         self._on_rebuild(reason)
         # A fresh logger, not a cached module one: rebuilds are rare, and the

@@ -36,9 +36,10 @@ DETAIL_TABLE = (
     "CREATE TABLE IF NOT EXISTS exports_view_detail ("
     "id TEXT NOT NULL PRIMARY KEY, detail TEXT NOT NULL)"
 )
-"""Each decision's platform-floor and review detail, beside its row (a table
-of its own, so read models built before the floor need no migration: an
-export without a detail row predates the floor, which is what it says)."""
+"""Each decision's platform-floor and review detail, the delivered file's name
+and a failure's detail, beside its row (a table of its own, so read models
+built before the floor need no migration: an export without a detail row
+predates the floor, which is what it says)."""
 SELECT = (
     "SELECT e.*, d.detail FROM exports_view e "
     "LEFT JOIN exports_view_detail d ON d.id = e.id "
@@ -85,6 +86,8 @@ def _detail(row: ExportRow) -> str:
             "tenantReasons": row.policy_reasons,
             "limit": row.limit,
             "review": row.review,
+            "file": row.file_name,
+            "failureDetail": row.failure_detail,
         }
     ).decode()
 
@@ -120,6 +123,8 @@ def _row(record: Any) -> ExportRow:
         policy_reasons=tuple(detail.get("tenantReasons", ())),
         limit=detail.get("limit", ""),
         review=None if review is None else (bool(review[0]), review[1], review[2]),
+        file_name=detail.get("file", ""),
+        failure_detail=detail.get("failureDetail", ""),
     )
 
 

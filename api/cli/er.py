@@ -95,7 +95,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.er.hnsw import HnswSearch  # noqa: PLC0415
     from adapters.signing.secrets import FileSecrets  # noqa: PLC0415
     from api.runtime.er import hnsw_params  # noqa: PLC0415
-    from application.er.evaluation import evaluate  # noqa: PLC0415
+    from application.er.evaluation import EVAL_STEPS, evaluate  # noqa: PLC0415
     from application.er.rules import Blocking, Gate  # noqa: PLC0415
     from domain.errors import ValidationError  # noqa: PLC0415
 
@@ -110,8 +110,12 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         print(f"conductor er eval: {error}", file=sys.stderr)
         return 2
     embedder = HashingEmbedder(FileSecrets(settings.var_path / "tokenization-secret"))
+    embeds = 1 if data.right is None else 2  # one step per side embedded
+    progress = Progress("evaluating", embeds + EVAL_STEPS, unit="steps")
     left = embedder.embed(args.tenant, data.left)
+    progress.update(1)
     right = embedder.embed(args.tenant, data.right) if data.right is not None else None
+    progress.update(embeds)
     k = args.k or settings.er_k
     params = hnsw_params(settings)
     report = evaluate(
@@ -121,7 +125,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         neighbours=HnswSearch(params, threads=2),
         vectors=(left, right),
         k=k,
+        progress=lambda done, _total: progress.update(embeds + done),
     )
+    progress.finish(embeds + EVAL_STEPS)
     position = _record(
         settings,
         report,
@@ -212,9 +218,13 @@ def cmd_index(settings: Settings, args: argparse.Namespace) -> int:
     try:
         assert services.er is not None
         started = time.perf_counter()
+        progress = Progress("rebuilding index", unit="vectors")
         size = services.er.app.rebuild_index(
-            tenant=args.tenant, entity_set=args.entity_set
+            tenant=args.tenant,
+            entity_set=args.entity_set,
+            progress=lambda done, total: progress.update(done, total=total),
         )
+        progress.finish(size)
         print(
             f"rebuilt {args.tenant}/{args.entity_set}: {size:,} vectors in "
             f"{time.perf_counter() - started:.2f}s"

@@ -134,7 +134,7 @@ def row_out(row: ExportRow) -> ExportOut:
         requester=row.requester,
         decision=decision_out(row) if row.status != "requested" else None,
         delivery=DeliveryOut(
-            file="",
+            file=row.file_name,
             content_sha256=row.content_sha256,
             bytes=row.bytes,
             rows=row.rows,
@@ -142,6 +142,7 @@ def row_out(row: ExportRow) -> ExportOut:
         if row.content_sha256
         else None,
         failure=row.failure or None,
+        failure_detail=row.failure_detail or None,
         proof=f"/v1/exports/{row.id}/proof" if row.status == "proven" else None,
         position=row.position,
     )
@@ -290,7 +291,8 @@ class ExportController(Controller):
         """Status, decision, progress (rows, bytes) and the proof's location.
 
         With x-ig-read-from naming a DR standby, its replicated exports read
-        model answers (no live progress, no file name); else the write model.
+        model answers (no live progress); else the write model. ``position`` is
+        the log position of the export's latest event, as in the listing.
         """
         tenant = principal(request).tenant
         pair = dr.runtime
@@ -308,7 +310,8 @@ class ExportController(Controller):
             return Response(row_out(row), headers=route.headers)
         export = exports.app.get_export(tenant=tenant, export_id=export_id)
         headers = route.headers if route is not None else {}
-        return Response(export_out(export, exports), headers=headers)
+        position = exports.app.last_position(export_id)
+        return Response(export_out(export, exports, position), headers=headers)
 
     @get(
         "/",

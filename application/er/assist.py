@@ -217,9 +217,16 @@ class ErAssist(LedgerApplication):
         ids = self.ports.store.record_ids(tenant, entity_set, [p[0] for p in pairs])
         return [(ids[lab], sim) for lab, sim in pairs if lab in ids]
 
-    def rebuild_index(self, *, tenant: str, entity_set: str) -> int:
+    def rebuild_index(
+        self,
+        *,
+        tenant: str,
+        entity_set: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Rebuild the stored index; ``progress`` gets (vectors added, in all)."""
         require(check_entity_set(entity_set))
-        return self.ports.index.rebuild(tenant, entity_set)
+        return self.ports.index.rebuild(tenant, entity_set, progress=progress)
 
     # -- embedding jobs ---------------------------------------------------------
 

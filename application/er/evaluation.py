@@ -17,12 +17,15 @@ import numpy as np
 from application.er.candidates import PairSpace, ann_pairs, blocked_pairs
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     import numpy.typing as npt
 
     from application.er.rules import Blocking, Gate
     from application.ports import NearestNeighbours
+
+EVAL_STEPS = 4
+"""The steps ``evaluate`` reports: blocking, ANN, the gate, the comparison."""
 
 
 def _ratio(part: float, whole: float) -> float:
@@ -132,15 +135,23 @@ def evaluate(
     neighbours: NearestNeighbours,
     vectors: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None],
     k: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
-    """Run both candidate generators and the one gate; compare them."""
+    """Run both candidate generators and the one gate; compare them.
+
+    ``progress`` (if given) is told (steps done, EVAL_STEPS) after each step:
+    blocking, ANN, the gate, the comparison."""
+    step = progress or (lambda _done, _total: None)
     space = data.space
     base = blocked_pairs(blocking, space, data.left, data.right)
+    step(1, EVAL_STEPS)
     ann = ann_pairs(neighbours, space, vectors[0], vectors[1], k)
+    step(2, EVAL_STEPS)
     union = np.union1d(base, ann)
     i, j = space.decode(union)
     merged = gate.merges(gate.scores(data.left, data.right or data.left, i, j))
     predicted = union[merged]
+    step(3, EVAL_STEPS)
 
     def report(candidates: npt.NDArray[np.int64]) -> SideReport:
         chosen = np.intersect1d(predicted, candidates, assume_unique=True)
@@ -148,7 +159,7 @@ def evaluate(
 
     missed = np.setdiff1d(data.links, base, assume_unique=True)
     recovered = np.intersect1d(missed, ann, assume_unique=True)
-    return EvalReport(
+    result = EvalReport(
         baseline=report(base),
         assist=report(union),
         ann=report(ann),
@@ -158,3 +169,5 @@ def evaluate(
         union=union,
         merged=merged,
     )
+    step(EVAL_STEPS, EVAL_STEPS)
+    return result

@@ -182,6 +182,11 @@ class Exports(LedgerApplication):
             raise ExportNotFoundError(export_id)
         return export
 
+    def last_position(self, export_id: UUID) -> int | None:
+        """The log position of the export's latest event (what listings show)."""
+        entries = self.event_log.entries_for(export_id)
+        return entries[-1].position if entries else None
+
     def load_export(self, export_id: UUID) -> Export:
         """Any tenant's export (for the pipeline, which runs for all of them)."""
         export = self._load(export_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +13,7 @@ import structlog
 from adapters.er.hnsw import HnswIndexes, HnswParams
 from adapters.er.store import SqlVectorStore
 from adapters.ledger.store import open_ledger
+from api.cli.progress import Progress
 from tests.integration.server import cli
 
 if TYPE_CHECKING:
@@ -104,6 +106,34 @@ def test_a_corrupt_index_is_rebuilt_from_the_vectors_with_the_same_candidates(
     assert json.loads(meta.read_text())["sha256"] != ""
     assert indexes(tmp_path, store, (fresh := Rebuilds())).position("acme", "people")
     assert fresh.reasons == []  # the rebuilt file is good again
+
+
+def test_a_requested_rebuild_reports_vectors_of_the_total_once_in_a_pipe(
+    store: SqlVectorStore, tmp_path: Path
+) -> None:
+    """The rebuild tells its callback (vectors added, in all) per chunk; a
+    piped Progress prints each as a line in vectors, and the end only once."""
+    index = indexes(tmp_path, store, Rebuilds())
+    fill(store, index, position=7)
+    calls: list[tuple[int, int]] = []
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as stream:
+        progress = Progress(
+            "rebuilding index", unit="vectors", stream=stream, delay=0, every=0
+        )
+
+        def told(done: int, total: int) -> None:
+            calls.append((done, total))
+            progress.update(done, total=total)
+
+        size = index.rebuild("acme", "people", progress=told)
+        progress.finish(size)
+    with os.fdopen(read) as out:
+        lines = out.read().splitlines()
+    assert size == 300
+    assert calls == [(300, 300)]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("rebuilding index: 300 vectors of 300 vectors (100.0%)")
 
 
 @pytest.mark.parametrize(

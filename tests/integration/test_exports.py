@@ -757,6 +757,40 @@ def test_listing_filters_by_status_and_dataset_and_pages_with_a_cursor(
     assert bad.json()["errors"][0]["field"] == "after"
 
 
+def test_each_listed_row_agrees_with_its_detail_field_by_field(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    """Proven, failed and denied exports: every field a listed row shows (the
+    delivered file's name, a failure's detail and the latest log position
+    among them) is what the export's own page shows."""
+    dataset_id = register(client, settings)
+    write_source(settings, "extra.csv", customers_csv().replace("amount", "notes"))
+    columns = [c for c in COLUMNS if c["name"] != "amount"]
+    body = dataset_body("extra", location="extra.csv", columns=columns)
+    failing = client.post("/v1/datasets", json=body, headers=bearer()).json()["id"]
+    proven_id = request(client, dataset_id).json()["id"]
+    failed_id = request(client, failing).json()["id"]
+    denied_id = request(client, dataset_id, purpose="marketing").json()["exportId"]
+    for export_id in (proven_id, failed_id):
+        settle(client, export_id)
+    head = client.get("/v1/log", headers=bearer("acme", "audit.read")).json()["head"]
+    headers = {**bearer(), "x-ig-min-position": str(head["position"])}
+
+    items = client.get("/v1/exports", headers=headers).json()["items"]
+
+    assert {i["id"] for i in items} == {proven_id, failed_id, denied_id}
+    by_status = {i["status"]: i for i in items}
+    assert set(by_status) == {"proven", "failed", "denied"}
+    assert by_status["proven"]["delivery"]["file"]
+    assert "notes" in by_status["failed"]["failureDetail"]
+    for item in items:
+        detail = client.get(f"/v1/exports/{item['id']}", headers=bearer()).json()
+        assert detail["position"] is not None
+        assert {k: detail.get(k) for k in item} == item, item["status"]
+    positions = [i["position"] for i in items]
+    assert len(set(positions)) == len(positions)  # each its own latest event
+
+
 def test_ledger_endpoints_serve_proofs_that_check_against_signed_heads(
     client: TestClient[Any], settings: Settings
 ) -> None:

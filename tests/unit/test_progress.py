@@ -75,6 +75,54 @@ def test_updates_in_a_pipe_are_at_most_every_interval() -> None:
     ]
 
 
+def test_er_eval_reports_its_steps_and_a_piped_progress_shows_them() -> None:
+    """evaluate() tells its callback each of its steps in order, ending at the
+    total; through a piped Progress that is one line per step, the last 100 %."""
+    from adapters.er.embedder import HashingEmbedder  # noqa: PLC0415
+    from adapters.er.files import labeled  # noqa: PLC0415
+    from adapters.er.hnsw import HnswParams, HnswSearch  # noqa: PLC0415
+    from application.er.evaluation import EVAL_STEPS, evaluate  # noqa: PLC0415
+    from application.er.rules import (  # noqa: PLC0415
+        DEFAULT_COMPARISONS,
+        Blocking,
+        Gate,
+    )
+    from tests.unit.test_er_eval import TINY_LINKS, Keys, tiny  # noqa: PLC0415
+
+    data = labeled(tiny(), TINY_LINKS)
+    vectors = HashingEmbedder(Keys()).embed("t", data.left)
+    calls: list[tuple[int, int]] = []
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as stream:
+        progress = Progress(
+            "evaluating", EVAL_STEPS, unit="steps", stream=stream, delay=0, every=0
+        )
+
+        def told(done: int, total: int) -> None:
+            calls.append((done, total))
+            progress.update(done)
+
+        evaluate(
+            data,
+            blocking=Blocking.parse("exact:postcode"),
+            gate=Gate.parse(DEFAULT_COMPARISONS, 6),
+            neighbours=HnswSearch(HnswParams()),
+            vectors=(vectors, None),
+            k=5,
+            progress=told,
+        )
+        progress.finish(EVAL_STEPS)
+    with os.fdopen(read) as out:
+        lines = out.read().splitlines()
+    assert calls == [(n, EVAL_STEPS) for n in range(1, EVAL_STEPS + 1)]
+    assert [line.split(", ")[0] for line in lines] == [
+        f"evaluating: {n} steps of {EVAL_STEPS} steps ({100 * n / EVAL_STEPS:.1f}%)"
+        for n in range(1, EVAL_STEPS + 1)
+    ]
+    assert "ETA" in lines[0]
+    assert "ETA" not in lines[-1]
+
+
 SNIPPET = """
 import time
 from api.cli.progress import Progress
