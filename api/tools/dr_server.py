@@ -70,6 +70,7 @@ class ApiServer:
                     "--host=127.0.0.1",
                     f"--port={self.port}",
                     "--workers=1",
+                    "--init",  # each drill runs its API on a fresh store
                 ],
                 env=env,
                 stdin=subprocess.DEVNULL,

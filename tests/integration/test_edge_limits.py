@@ -201,6 +201,12 @@ def test_every_route_with_a_body_checks_depth_before_decoding(
             content=b"[" * 5000,
             headers={**bearer(), **JSON, "If-Match": '"1"'},
         )
+        if template.startswith("/console/"):
+            # the console's forms: refused by the CSRF check before any body
+            # is read (a page, not a problem document)
+            assert response.status_code == 403, (method, template, response.text)
+            assert "CSRF token" in response.text
+            continue
         assert response.status_code == 400, (method, template, response.text)
         assert response.json()["errors"][0]["rule"] == "max-depth", response.text
     assert snapshot(client, min_position=before.head_position) == before
