@@ -73,7 +73,11 @@ class CatalogQuery:
     purpose: str | None = None
     region: str | None = None
     tag: str | None = None
+    contract_status: str | None = None
     status: Literal["active", "retired", "any"] = "active"
+    sort: Literal["relevance", "name"] = "relevance"
+    """With text, "relevance" ranks by BM25 and "name" lists the matches by
+    name; without text both list by name."""
     after: tuple[float, int] | None = None
     limit: int = 20
 

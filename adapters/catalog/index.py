@@ -8,7 +8,8 @@ position, so a search sees at least every event up to the marker it read
 (read-your-writes) and a rebuilt view gives a rebuilt index. See
 docs/adr/0016-catalog-search-index.md.
 
-Per tenant: a bitmap per facet value (status, license, region, purpose, tag)
+Per tenant: a bitmap per facet value (status, license, region, purpose, tag,
+contractStatus)
 and per word, every word's (rid, impact) postings, the vocabulary and the
 (name, rid) order. Totals and facet counts are exact bitmap cardinalities;
 ranking scores only the matches, vectorised.
@@ -36,12 +37,13 @@ if TYPE_CHECKING:
 
     from projections.catalog import CatalogQuery
 
-IndexRecord = tuple[int, str, int, str, str, str, str, str, str, str, str]
+IndexRecord = tuple[int, str, int, str, str, str, str, str, str, str, str, str]
 """(rid, tenant, position, status, name, description, license, region,
-purposes JSON, tags JSON, columns JSON): what the index needs of a row."""
+purposes JSON, tags JSON, columns JSON, contract status): what the index
+needs of a row."""
 INDEX_COLUMNS = (
     "rid, tenant, position, status, name, description, license, region, "
-    "purposes, tags, columns"
+    "purposes, tags, columns, contract_status"
 )
 
 # BM25 per field: weight, and the length (in words) a field is normalised to.
@@ -54,7 +56,8 @@ SMALL = 256
 """Up to this many matches, a listing sorts them by name; beyond, it walks the
 tenant's name order and keeps the matches (a few hundred steps at most)."""
 _decode = msgspec.json.decode
-FACET_NAMES = ("license", "purpose", "region")
+FACET_NAMES = ("license", "purpose", "region", "tag", "contractStatus")
+"""The disjunctive facets: each counts the result without its own filter."""
 
 
 def fold(text: str) -> str:
@@ -307,7 +310,7 @@ class CatalogIndex:
 
     def _apply(self, record: IndexRecord, pending: _Pending) -> None:
         rid, tenant_id, position, status, name, description = record[:6]
-        lic, region, purposes, tags, columns = record[6:]
+        lic, region, purposes, tags, columns, contract = record[6:]
         old = self._docs.get(rid)
         if old is not None and old.position >= position:
             return
@@ -324,7 +327,8 @@ class CatalogIndex:
         )
         cells = (("status", status), ("license", lic), ("region", region),
                  *(("purpose", p) for p in _decode(purposes)),
-                 *(("tag", t) for t in tag_list))  # fmt: skip
+                 *(("tag", t) for t in tag_list),
+                 ("contractStatus", contract))  # fmt: skip
         doc = Doc(position, tenant_id, name, cells, tuple(weights))
         self._docs[rid] = doc
         self._max_rid = max(self._max_rid, rid)
@@ -358,11 +362,8 @@ class CatalogIndex:
                 scope &= bitmap
             if query.status != "any":
                 scope &= tenant.cell("status", query.status) or _EMPTY
-            tag = tenant.cell("tag", query.tag)
-            if tag is not None:
-                scope &= tag
             facets, matched = _facets(tenant, scope, query)
-            if terms:
+            if terms and query.sort == "relevance":
                 rids, keys, more = self._ranked(tenant, matching, matched, query)
             else:
                 rids, keys, more = self._listed(tenant, matched, query)
@@ -444,6 +445,8 @@ def _facets(
         "license": tenant.cell("license", query.license),
         "purpose": tenant.cell("purpose", query.purpose),
         "region": tenant.cell("region", query.region),
+        "tag": tenant.cell("tag", query.tag),
+        "contractStatus": tenant.cell("contractStatus", query.contract_status),
     }
     facets: dict[str, dict[str, int]] = {}
     for name in FACET_NAMES:

@@ -47,7 +47,7 @@ def build(records: Sequence[IndexRecord], docs: dict[int, Doc]) -> Tenant:
     rids = [r[0] for r in records]
     lookup = vocabulary.__getitem__
     for rid, tenant_id, position, status, name, description, *rest in records:
-        lic, region, purposes, tags, columns = rest
+        lic, region, purposes, tags, columns, contract = rest
         tag_list = _decode(tags)
         texts = (name, description, " ".join(tag_list),
                  " ".join(c[0] for c in _decode(columns)))  # fmt: skip
@@ -57,7 +57,8 @@ def build(records: Sequence[IndexRecord], docs: dict[int, Doc]) -> Tenant:
             ids.extend(map(lookup, tokens))
         doc_cells = (("status", status), ("license", lic), ("region", region),
                      *(("purpose", p) for p in _decode(purposes)),
-                     *(("tag", t) for t in tag_list))  # fmt: skip
+                     *(("tag", t) for t in tag_list),
+                     ("contractStatus", contract))  # fmt: skip
         for cell in doc_cells:
             cells.setdefault(cell, []).append(rid)
         docs[rid] = Doc(position, tenant_id, name, doc_cells, None)

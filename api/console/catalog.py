@@ -36,12 +36,15 @@ PAGE = 20
 TRAIL_MAX = 30
 """Earlier pages' cursors kept in the URL for "Previous" (the back button
 needs none: every page is its own URL)."""
-FILTERS = ("license", "purpose", "region", "tag")
+FILTERS = ("license", "purpose", "region", "tag", "contractStatus")
 """The facets the read model can also filter on (CatalogQuery's fields)."""
 FIRST = "-"
 """The first page's place in the trail (it has no cursor)."""
 
 Text = Annotated[str | None, QueryParameter(max_length=200)]
+ContractStatus = Annotated[
+    str | None, QueryParameter(query="contractStatus", max_length=200)
+]
 Trail = Annotated[str | None, QueryParameter(max_length=TRAIL_MAX * 600)]
 
 
@@ -91,6 +94,7 @@ class DatasetPages(Controller):
         purpose: Text = None,
         region: Text = None,
         tag: Text = None,
+        contract_status: ContractStatus = None,
         status: FromQuery[Literal["active", "retired", "any"]] = "active",
         after: After = None,
         trail: Trail = None,
@@ -104,6 +108,7 @@ class DatasetPages(Controller):
             purpose=purpose,
             region=region,
             tag=tag,
+            contract_status=contract_status,
             status=status,
             limit=PAGE,
         )
@@ -117,6 +122,7 @@ class DatasetPages(Controller):
             "purpose": purpose,
             "region": region,
             "tag": tag,
+            "contractStatus": contract_status,
             "status": None if status == "active" else status,
         }
         steps = [s for s in (trail or "").split(",") if s][-TRAIL_MAX:]

@@ -163,9 +163,11 @@ def row_out(row: CatalogRow) -> DatasetOut:
 
 
 def _query_hash(query: CatalogQuery) -> str:
-    key = json.dumps(
-        [query.q, query.license, query.purpose, query.region, query.tag, query.status]
-    )
+    parts: list[str | None] = [query.q, query.license, query.purpose, query.region]
+    parts += [query.tag, query.status]
+    if query.contract_status is not None or query.sort != "relevance":
+        parts += [query.contract_status, query.sort]  # older cursors stay valid
+    key = json.dumps(parts)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -183,7 +185,8 @@ def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
         raise bad from None
     if digest != _query_hash(query) or not _valid_position(rid):
         raise bad
-    ranked = bool(query.q.strip())  # text search sorts by score, else by name
+    # text search sorts by score (unless sort=name), else by name
+    ranked = bool(query.q.strip()) and query.sort == "relevance"
     if ranked and not _valid_score(key):
         raise bad
     if not ranked and not (
@@ -206,6 +209,9 @@ Limit = Annotated[
 ]
 Depth = Annotated[int, QueryParameter(ge=1, le=20)]
 Text = Annotated[str | None, QueryParameter(max_length=200)]
+ContractStatus = Annotated[
+    str | None, QueryParameter(query="contractStatus", max_length=200)
+]
 
 
 class DatasetController(Controller):
@@ -384,7 +390,9 @@ class DatasetController(Controller):
         purpose: Text = None,
         region: Text = None,
         tag: Text = None,
+        contract_status: ContractStatus = None,
         status: FromQuery[Literal["active", "retired", "any"]] = "active",
+        sort: FromQuery[Literal["relevance", "name"]] = "relevance",
         after: After = None,
         limit: Limit = 20,
     ) -> Response[DatasetPage]:
@@ -396,7 +404,9 @@ class DatasetController(Controller):
             purpose=purpose,
             region=region,
             tag=tag,
+            contract_status=contract_status,
             status=status,
+            sort=sort,
             limit=limit,
         )
         if after:

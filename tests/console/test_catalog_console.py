@@ -224,6 +224,33 @@ class TestSearch:
         page.wait_for_url(re.compile(rf".*/console/datasets/{dataset_id}$"))
         assert page.locator("#dataset-name").inner_text() == name
 
+    def test_a_tag_facet_shows_counts_and_clicking_it_narrows_the_result(
+        self, console_server: ConsoleServer, page: Page, tenant: str
+    ) -> None:
+        """Tag and contract-status facets carry exact counts; a click filters."""
+        with api(console_server, console_server.token(tenant)) as http:
+            position = 0
+            for i in range(5):
+                tags = ["sales", "pii"] if i < 2 else ["sales"]
+                body = dataset_body(f"tagged-{i}", tags=tags)
+                reply = http.post("/v1/datasets/", json=body)
+                assert reply.status_code == 201, reply.text
+                position = reply.json()["position"]
+            http.get("/v1/datasets/", headers={"x-ig-min-position": str(position)})
+        sign_in(page, console_server.base, console_server.token(tenant))
+        page.goto(f"{console_server.base}/console/datasets")
+        counts = page.locator("[data-facet=tag] li .count").all_inner_texts()
+        assert counts == ["5", "2"]  # sales, then pii
+        contract = page.locator("[data-facet=contractStatus] li .count")
+        assert contract.all_inner_texts() == ["5"]
+        page.click("[data-facet=tag] a[data-facet-value='pii']")
+        page.wait_for_url(re.compile(r".*[?&]tag=pii"))
+        assert page.locator("#total").inner_text() == "2"
+        assert sorted(result_names(page)) == ["tagged-0", "tagged-1"]
+        assert api_total(console_server, tenant, tag="pii") == 2
+        chosen = page.locator("[data-facet=tag] a[aria-current=true]")
+        assert chosen.inner_text().endswith("pii")
+
     def test_keyboard_only_search_updates_as_you_type(
         self, console_server: ConsoleServer, page: Page, tenant: str
     ) -> None:

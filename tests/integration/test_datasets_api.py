@@ -305,6 +305,56 @@ class TestCatalogSearch:
         assert {i["region"] for i in eu["items"]} == {"EU"}
         assert search(client, "?tag=web&license=Embargoed", **wait).json()["total"] == 2
 
+    def test_tag_and_contract_status_facets_are_exact_and_tenant_scoped(
+        self, client: TestClient[Any], catalog: str
+    ) -> None:
+        """Tag and contractStatus count like the other facets; another tenant's
+        tags are never counted and its filter values find nothing here."""
+        theirs = dataset_body(
+            "their-ds", tags=["finance", "globex-only"], contractStatus="draft"
+        )
+        client.post("/v1/datasets", json=theirs, headers=bearer("globex"))
+        draft = dataset_body("ds-draft", tags=["web"], contractStatus="draft")
+        last = client.post("/v1/datasets", json=draft, headers=H).json()["position"]
+        wait = {"x-ig-min-position": str(last)}
+        everything = search(client, "", **wait).json()
+        assert everything["total"] == 13
+        assert everything["facets"]["tag"] == {"web": 7, "finance": 6}
+        assert everything["facets"]["contractStatus"] == {"active": 12, "draft": 1}
+        web = search(client, "?tag=web", **wait).json()
+        assert web["total"] == 7
+        assert web["facets"]["tag"] == {"web": 7, "finance": 6}  # its own: ignored
+        assert web["facets"]["contractStatus"] == {"active": 6, "draft": 1}
+        drafts = search(client, "?contractStatus=draft", **wait).json()
+        assert [i["name"] for i in drafts["items"]] == ["ds-draft"]
+        assert drafts["facets"]["tag"] == {"web": 1}
+        assert drafts["facets"]["contractStatus"] == {"active": 12, "draft": 1}
+        assert search(client, "?tag=globex-only", **wait).json()["total"] == 0
+        other = client.get("/v1/datasets", headers={**bearer("globex"), **wait})
+        assert other.json()["facets"]["tag"] == {"finance": 1, "globex-only": 1}
+        assert other.json()["facets"]["contractStatus"] == {"draft": 1}
+
+    def test_sort_by_name_lists_text_matches_by_name_and_pages_them(
+        self, client: TestClient[Any], catalog: str
+    ) -> None:
+        """`sort=name` orders the same matches by name; the cursor keeps it."""
+        wait = {"x-ig-min-position": catalog}
+        ranked = search(client, "?q=payments", **wait).json()
+        first = search(client, "?q=payments&sort=name&limit=4", **wait).json()
+        assert first["total"] == ranked["total"] == 6
+        assert first["facets"] == ranked["facets"]
+        rest = search(
+            client, f"?q=payments&sort=name&limit=4&after={first['next']}", **wait
+        ).json()
+        names = [i["name"] for i in first["items"] + rest["items"]]
+        assert names == [f"ds-{i:02d}" for i in range(1, 12, 2)]
+        assert rest["next"] is None
+        mixed = search(client, f"?q=payments&limit=4&after={first['next']}", **wait)
+        assert mixed.status_code == 400  # a name cursor is not a relevance cursor
+        bad = search(client, "?q=payments&sort=newest", **wait)
+        assert bad.status_code == 400
+        assert "sort" in bad.text
+
     def test_cursor_pages_through_everything_exactly_once(
         self, client: TestClient[Any], catalog: str
     ) -> None:

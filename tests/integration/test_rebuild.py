@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from adapters.catalog.sql import FACET_LIMIT
 from adapters.ledger.store import open_ledger
 from api.wiring.catalog import catalog_view
 from application.catalog.datasets import Datasets
@@ -61,6 +62,8 @@ def expected_facets(
     licenses = Counter(r.license for r in scoped if r.region == region)
     regions = Counter(r.region for r in scoped)
     purposes = Counter(p for r in scoped if r.region == region for p in r.purposes)
+    tags = Counter(t for r in scoped if r.region == region for t in r.tags)
+    contracts = Counter(r.contract_status for r in scoped if r.region == region)
 
     def top(counter: Counter[str]) -> dict[str, int]:
         return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -70,6 +73,8 @@ def expected_facets(
         "license": top(licenses),
         "purpose": top(purposes),
         "region": top(regions),
+        "tag": dict(list(top(tags).items())[:FACET_LIMIT]),
+        "contractStatus": top(contracts),
     }
     return facets, total
 
