@@ -14,7 +14,7 @@ import msgspec
 
 from adapters.autopilot.usage_view import HIST, SUMMED, _budget, _budget_params
 from adapters.sql.plain_view import PostgresSqlView, SQLiteSqlView, SqlView
-from application.autopilot.burn import WINDOWS
+from application.autopilot.burn import MIN_EVENTS, WINDOWS
 from application.autopilot.tenant_burn import measure
 from domain.autopilot.budget import budget_id
 from domain.autopilot.usage import BudgetRow, Counts
@@ -135,6 +135,9 @@ def _window_params(burn: TenantBurn) -> list[tuple[Any, ...]]:
 class _BurnSQL(SqlView, BurnView):
     """The queries (the backend bases supply the transactions)."""
 
+    min_events: int = MIN_EVENTS
+    """Requests a window needs before its burn can breach (the controller's)."""
+
     def load_budgets(self, ids: Sequence[UUID]) -> dict[UUID, BudgetRow]:
         marks = ",".join("?" * len(ids))
         with self._reading() as c:
@@ -196,7 +199,12 @@ class _BurnSQL(SqlView, BurnView):
         )
         clocked = [(_budget(r), int(r["as_of_ms"])) for r in c.fetchall()]
         burns = [
-            (measure(_Buckets(self, c), row, as_of / 1000), as_of)
+            (
+                measure(
+                    _Buckets(self, c), row, as_of / 1000, min_events=self.min_events
+                ),
+                as_of,
+            )
             for row, as_of in clocked
             if row.period and as_of > 0
         ]
@@ -295,10 +303,15 @@ class PostgresBurnView(PostgresSqlView, _BurnSQL):
         return _tables("DOUBLE PRECISION")
 
 
-def burn_view(ledger: Ledger) -> BurnView:
-    """The burn view for the ledger's backend, in the same database."""
+def burn_view(ledger: Ledger, *, min_events: int = MIN_EVENTS) -> BurnView:
+    """The burn view for the ledger's backend, in the same database.
+
+    ``min_events`` is CONDUCTOR_AUTOPILOT_MIN_EVENTS, so the read model's
+    breaches are the ones the controller acts on.
+    """
     view = ledger.factory.tracking_recorder(
         PostgresBurnView if ledger.backend == "postgres" else SQLiteBurnView
     )
-    assert isinstance(view, BurnView)
+    assert isinstance(view, _BurnSQL)
+    view.min_events = min_events
     return view

@@ -63,7 +63,7 @@ def wire_autopilot(core: Core) -> AutopilotBundle:
     return AutopilotBundle(
         budgets=budgets,
         usage=usage,
-        burn=burn_view(core.ledger),
+        burn=burn_view(core.ledger, min_events=settings.autopilot_min_events),
         meter=Meter(budgets, prices(settings)) if settings.metering else None,
         shaping=ShapingGate(store, refresh_s=settings.shaping_refresh_s)
         if settings.shaping

@@ -199,6 +199,36 @@ def test_the_burn_rows_equal_measure_live_and_rebuilt(ledger: Ledger) -> None:
         burn.close()
 
 
+def test_the_burn_rows_follow_the_configured_minimum_of_events(
+    ledger: Ledger,
+) -> None:
+    """CONDUCTOR_AUTOPILOT_MIN_EVENTS reaches the read model: a minimum no
+    window can hold leaves every row without alerts, where the default's
+    measure() has some, so GET /burn shows what the controller acts on."""
+    budgets = Budgets(ledger)
+    usage, burn = usage_view(ledger), burn_view(ledger, min_events=10**9)
+    usage_runner = _runner(ledger, UsageProjection(view=usage), budgets, 1000)
+    burn_runner = _runner(ledger, BurnProjection(view=burn), budgets, 1000)
+    try:
+        newest = _history(budgets, each_flush=lambda: None)
+        usage_runner.catch_up()
+        burn_runner.catch_up()
+        rows = _rows(burn)
+        by_default = [
+            _expected(usage, t, newest[t])["alerts"] for t in ("acme", "globex")
+        ]
+        assert any(by_default), "the history should breach with the default"
+        for tenant in ("acme", "globex", "initech"):
+            row = rows[tenant]
+            assert row is not None, tenant
+            assert not row.alerts, tenant
+            assert not row.page, tenant
+            assert not row.ticket, tenant
+    finally:
+        usage.close()
+        burn.close()
+
+
 def test_another_tenants_burn_answers_as_if_it_had_none(
     client: TestClient[Any],
 ) -> None:
