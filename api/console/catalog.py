@@ -96,6 +96,7 @@ class DatasetPages(Controller):
         tag: Text = None,
         contract_status: ContractStatus = None,
         status: FromQuery[Literal["active", "retired", "any"]] = "active",
+        sort: FromQuery[Literal["relevance", "name"]] = "relevance",
         after: After = None,
         trail: Trail = None,
     ) -> Template:
@@ -110,6 +111,7 @@ class DatasetPages(Controller):
             tag=tag,
             contract_status=contract_status,
             status=status,
+            sort=sort,
             limit=PAGE,
         )
         if after:
@@ -124,6 +126,7 @@ class DatasetPages(Controller):
             "tag": tag,
             "contractStatus": contract_status,
             "status": None if status == "active" else status,
+            "sort": None if sort == "relevance" else sort,
         }
         steps = [s for s in (trail or "").split(",") if s][-TRAIL_MAX:]
         nxt = encode_cursor(query, page.next_after) if page.next_after else None
@@ -153,7 +156,10 @@ class DatasetPages(Controller):
                 "next_href": next_href,
                 "prev_href": prev_href,
                 "first": len(steps) * PAGE + 1 if after else 1,
-                "ordered_by": "relevance" if query.q.strip() else "name",
+                "sort": sort,
+                "ordered_by": "relevance"
+                if query.q.strip() and sort == "relevance"
+                else "name",
             },
             headers={"Vary": "HX-Request", "Cache-Control": "no-store"},
         )

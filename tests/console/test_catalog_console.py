@@ -251,6 +251,38 @@ class TestSearch:
         chosen = page.locator("[data-facet=tag] a[aria-current=true]")
         assert chosen.inner_text().endswith("pii")
 
+    def test_sort_by_name_orders_a_text_search_and_stays_in_the_url(
+        self, console_server: ConsoleServer, page: Page, tenant: str
+    ) -> None:
+        """Relevance puts the strongest match first; sort=name, the alphabet."""
+        with api(console_server, console_server.token(tenant)) as http:
+            position = 0
+            for name, description in (
+                ("alpha-ledger", "monthly totals"),
+                ("beta-ledger", "ledger ledger ledger entries"),
+                ("gamma-ledger", "ledger archive"),
+            ):
+                body = dataset_body(name, description=description)
+                reply = http.post("/v1/datasets/", json=body)
+                assert reply.status_code == 201, reply.text
+                position = reply.json()["position"]
+            http.get("/v1/datasets/", headers={"x-ig-min-position": str(position)})
+        sign_in(page, console_server.base, console_server.token(tenant))
+        page.goto(f"{console_server.base}/console/datasets?q=ledger")
+        by_relevance = result_names(page)
+        assert sorted(by_relevance) == ["alpha-ledger", "beta-ledger", "gamma-ledger"]
+        assert by_relevance[0] == "beta-ledger"  # "ledger" four times
+        page.select_option("#sort", "name")
+        page.wait_for_url(re.compile(r".*[?&]sort=name"))
+        page.wait_for_function(
+            "document.querySelector('#results a') &&"
+            " document.querySelector('#results a').textContent === 'alpha-ledger'"
+        )
+        assert result_names(page) == ["alpha-ledger", "beta-ledger", "gamma-ledger"]
+        assert "Sorted by name" in page.locator("#catalog").inner_text()
+        page.go_back()
+        page.wait_for_url(re.compile(r".*q=ledger$"))
+
     def test_keyboard_only_search_updates_as_you_type(
         self, console_server: ConsoleServer, page: Page, tenant: str
     ) -> None:
