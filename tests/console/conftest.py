@@ -57,15 +57,18 @@ class ConsoleServer:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
+    """One driver per module, not per session: while it runs, Playwright's sync
+    API holds an asyncio loop on the main thread, so any later test elsewhere
+    that calls asyncio.run (or starts its own driver) would fail."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     """Debian's chromium (Playwright's own download cannot work offline)."""
     if not CHROMIUM.exists():

@@ -543,6 +543,7 @@ def test_on_a_dr_pair_another_tenants_id_is_answered_as_if_absent(
             job="",
             record="",
             incident_guard="",
+            gate_run="",
         )
         _assert_isolated(client, world, DR_CASES[route])
         owner = DR_CASES[route].theirs(world)
