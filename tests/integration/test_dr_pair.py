@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+import trustme
 from litestar.testing import TestClient
 
 from adapters.dr.health import region_status
@@ -110,6 +111,21 @@ def test_connections_need_a_client_certificate_from_the_pair_ca(
         psycopg.connect(
             f"{base} sslmode=verify-full sslrootcert={files.ca} "
             f"sslcert={rogue.cert} sslkey={rogue.key}"
+        )
+    # A certificate from an unrelated CA (trustme's, a test-only CA library;
+    # the pair's own CA is production code, adapters/dr/tls.py) for the right
+    # user name is refused too.
+    foreign = trustme.CA(organization_name="Not the Conductor DR CA")
+    leaf = foreign.issue_cert("127.0.0.1", common_name="postgres")
+    cert_path, key_path = tmp_path / "foreign.crt", tmp_path / "foreign.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert_path))
+    leaf.private_key_pem.write_to_path(str(key_path))
+    key_path.chmod(0o600)  # libpq refuses a key others can read
+    # The server's refusal (not a local load error): it does not know the CA.
+    with pytest.raises(psycopg.OperationalError, match=r"alert unknown ca"):
+        psycopg.connect(
+            f"{base} sslmode=verify-full sslrootcert={files.ca} "
+            f"sslcert={cert_path} sslkey={key_path}"
         )
 
 
