@@ -33,6 +33,7 @@ from projections.catalog import CatalogProjection
 from projections.dr_state import DrStateProjection
 from projections.er import ErProjection
 from projections.exports import ExportsProjection
+from projections.gate_runs import GateRunsProjection
 from projections.lineage import LineageProjection
 from projections.runner import BatchRunner
 from projections.tenancy import TenancyProjection
@@ -143,6 +144,7 @@ class Conductor:
         self.autopilot.burn.close()
         self.dr.state.close()
         self.catalog.view.close()
+        self.catalog.gate_view.close()
         self.exports.view.close()
         self.er.view.close()
         self.core.tenancy.close()
@@ -198,7 +200,8 @@ def _follow(wired: Conductor, mapper: Mapper[UUID]) -> None:
         | TenancyProjection
         | LineageProjection
         | DrStateProjection
-        | BurnProjection,
+        | BurnProjection
+        | GateRunsProjection,
     ) -> BatchRunner:
         return BatchRunner(
             projection=projection,
@@ -217,6 +220,7 @@ def _follow(wired: Conductor, mapper: Mapper[UUID]) -> None:
     runners["burn"] = runner(BurnProjection(view=wired.autopilot.burn))
     runners["tenancy"] = runner(TenancyProjection(view=core.tenancy))
     runners["dr-state"] = runner(DrStateProjection(view=wired.dr.state))
+    runners["gate-runs"] = runner(GateRunsProjection(view=wired.catalog.gate_view))
     if wired.catalog.lineage is not None:
         runners["lineage"] = runner(LineageProjection(view=wired.catalog.lineage))
     for each in runners.values():

@@ -173,7 +173,8 @@ class Metrics:
         self.catalog_coverage = Gauge(
             "conductor_catalog_coverage_ratio",
             "Share of a tenant's active datasets (data files, ER job sources, "
-            "exported and lineage-linked datasets) that an active entry registers",
+            "exported, lineage-linked and CI-gate-named datasets) that an active "
+            "entry registers",
             ["tenant"],
             registry=self.registry,
         )

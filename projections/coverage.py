@@ -1,12 +1,15 @@
 """Catalog coverage: the share of a tenant's active datasets the registry governs.
 
 A dataset is active when something uses it: the data-root scanner finds its
-file, an ER embedding job read it, an export read it, or lineage links it to
-an active dataset. Active datasets are keyed by their data-root location (a
-registered dataset without a location, by its id). One is registered when an
-active registry entry (status active, not retired) has that location (or is
-that dataset). Coverage is registered over active: the seed's "catalog
-coverage % of active datasets".
+file, an ER embedding job read it, an export read it, lineage links it to an
+active dataset, or a repository's newest recorded CI gate run names it
+(projections/gate_runs.py). Active datasets are keyed by their data-root
+location (a dataset without a location, by its id: the natural key's, so a
+gate-named dataset that is not registered has the id it will get). One is
+registered when an active registry entry (status active, not retired) has that
+location (or is that dataset). A name the gate saw that is a registered dataset
+with a location therefore counts once, with its file. Coverage is registered
+over active: the seed's "catalog coverage % of active datasets".
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from domain.catalog.dataset import Dataset
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from uuid import UUID
 
     from projections.catalog import CatalogRow, CatalogView
 
-SOURCES = ("files", "er-jobs", "exports", "lineage")
+SOURCES = ("files", "er-jobs", "exports", "lineage", "gate")
 """What can make a dataset active, in the order the coverage names them."""
 
 
@@ -39,6 +44,8 @@ class ActiveDataset:
     location: str
     dataset_id: UUID | None
     seen_by: tuple[str, ...]
+    name: str = ""
+    """The name a gate run used, for one no entry registers ("" otherwise)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +63,11 @@ class Coverage:
     classified: int
     contracted: int
     in_use: int = 0
-    """Active datasets: used by files, ER jobs, exports or lineage."""
+    """Active datasets: used by files, ER jobs, exports, lineage or the gate."""
     registered_in_use: int = 0
     unregistered_in_use: tuple[ActiveDataset, ...] = field(default=())
+    by_source: tuple[tuple[str, int, int], ...] = field(default=())
+    """(source, active datasets it uses, of which registered), in SOURCES order."""
 
     @property
     def ratio(self) -> float:
@@ -89,12 +98,17 @@ def _no_datasets(tenant: str) -> Sequence[UUID]:
     return ()
 
 
+def _no_tenants() -> Sequence[str]:
+    return ()
+
+
 class _InUse:
     """Active datasets by key, what saw each, and which are registered."""
 
     def __init__(self, registered_locations: Iterable[str]) -> None:
         self.seen: dict[str, set[str]] = defaultdict(set)
         self.ids: dict[str, UUID] = {}
+        self.names: dict[str, str] = {}
         self.registered = set(registered_locations)
 
     def see(self, location: str, source: str) -> None:
@@ -111,16 +125,34 @@ class _InUse:
         if row is not None and row.status == "active":
             self.registered.add(key)
 
+    def see_name(
+        self, name: str, dataset_id: UUID, row: CatalogRow | None, source: str
+    ) -> None:
+        """A dataset named by name: as its registered row, else by the id the
+        name's registration would get."""
+        self.see_row(dataset_id, row, source)
+        if row is None or not row.location:
+            self.names[f"dataset:{dataset_id}"] = name
+
     def unregistered(self) -> list[ActiveDataset]:
         return [
             ActiveDataset(
                 location="" if key in self.ids else key,
                 dataset_id=self.ids.get(key),
                 seen_by=tuple(s for s in SOURCES if s in sources),
+                name=self.names.get(key, ""),
             )
             for key, sources in sorted(self.seen.items())
             if key not in self.registered
         ]
+
+    def by_source(self) -> tuple[tuple[str, int, int], ...]:
+        counts = {s: [0, 0] for s in SOURCES}
+        for key, sources in self.seen.items():
+            for source in sources:
+                counts[source][0] += 1
+                counts[source][1] += key in self.registered
+        return tuple((s, n, r) for s, (n, r) in counts.items())
 
 
 class CatalogQueries:
@@ -133,12 +165,19 @@ class CatalogQueries:
         """Data-root files a tenant's ER jobs read (wired to the ER read model)."""
         self.exported_datasets: Callable[[str], Sequence[UUID]] = _no_datasets
         """Datasets a tenant's exports read (wired to the exports read model)."""
+        self.gate_datasets: Callable[[str], Sequence[str]] = _nothing
+        """Dataset names the tenant's repositories' newest gate runs name
+        (wired to the gate runs read model)."""
+        self.gate_tenants: Callable[[], Sequence[str]] = _no_tenants
+        """Tenants with a recorded gate run (wired to the same read model)."""
 
     def over(self, view: CatalogView) -> CatalogQueries:
         """The same queries over another region's catalog view (same sources)."""
         queries = CatalogQueries(view, self.files)
         queries.job_locations = self.job_locations
         queries.exported_datasets = self.exported_datasets
+        queries.gate_datasets = self.gate_datasets
+        queries.gate_tenants = self.gate_tenants
         return queries
 
     def coverage(self, tenant: str, *, limit: int = 100) -> Coverage:
@@ -161,6 +200,7 @@ class CatalogQueries:
             in_use=len(in_use.seen),
             registered_in_use=len(in_use.seen) - len(unregistered),
             unregistered_in_use=tuple(unregistered[:limit]),
+            by_source=in_use.by_source(),
         )
 
     def _in_use(self, tenant: str, found: set[str], locations: Sequence[str]) -> _InUse:
@@ -171,9 +211,9 @@ class CatalogQueries:
             in_use.see(location, "er-jobs")
         exported = set(self.exported_datasets(tenant))
         linked = {end for edge in self.view.active_edges(tenant) for end in edge}
-        rows = (
-            self.view.load_rows(sorted(exported | linked)) if exported | linked else {}
-        )
+        named = {Dataset.create_id(tenant, n): n for n in self.gate_datasets(tenant)}
+        wanted = exported | linked | set(named)
+        rows = self.view.load_rows(sorted(wanted)) if wanted else {}
         for dataset_id in sorted(exported):
             row = rows.get(dataset_id)
             # Retiring a dataset ends its use: its past exports are history.
@@ -182,4 +222,9 @@ class CatalogQueries:
         for dataset_id in sorted(linked):
             # An active dataset's upstream is in use, retired or not.
             in_use.see_row(dataset_id, rows.get(dataset_id), "lineage")
+        for dataset_id, name in sorted(named.items(), key=lambda kv: kv[1]):
+            # A name is a dataset by the tenant's natural key: its own only.
+            row = rows.get(dataset_id)
+            mine = row if row is not None and row.tenant == tenant else None
+            in_use.see_name(name, dataset_id, mine, "gate")
         return in_use

@@ -7,7 +7,9 @@ files, an offline ``index.html`` and ``manifest.dsse.json``: a DSSE envelope
 (the existing key ring) over every file's SHA-256, the signed checkpoint the
 bundle was cut at, and each cited event's position, hash and RFC 9162
 inclusion proof under it. ``verify_evidence_bundle`` checks all of that from
-the folder and the public keys alone, and names each failure.
+the folder and the public keys alone, and names each failure; it also checks
+each signed drill evidence file (``dr/drills/``) against its own signature and
+against the EvidenceSigned event that names its digest.
 
 Nothing here copies a record's values: events are cited by id, position and
 hash; figures are counts, timings, ratios and digests.
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, uuid5
 
+from adapters.dr.evidence import evidence_digest, is_evidence, verify_evidence
 from adapters.ledger.checkpoints import CHECKPOINT_TYPE
 from adapters.ledger.merkle import proof_from_hex, verify_consistency, verify_inclusion
 from adapters.signing.dsse import payload_of, verify_envelope
@@ -71,9 +74,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _digest(value: Any) -> str:
+def value_digest(value: Any) -> str:
+    """sha256 of a value's canonical JSON: how a bundle names a repository."""
     body = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+_digest = value_digest
 
 
 def _figures(kind: str, state: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911
@@ -403,6 +410,50 @@ def _check_sections(directory: Path, manifest: Mapping[str, Any]) -> list[str]:
     return failures
 
 
+def _check_drills(directory: Path, public_keys: Mapping[str, str]) -> list[str]:
+    """Each drill file's own signature holds and an EvidenceSigned event the
+    bundle cites names its digest; each such event has its file here."""
+    try:
+        cited = json.loads((directory / "dr" / "events.json").read_bytes())
+    except (OSError, ValueError):
+        cited = []
+    signed = {
+        str((e.get("figures") or {}).get("evidenceSha256")): e.get("position")
+        for e in (cited if isinstance(cited, list) else [])
+        if isinstance(e, dict) and e.get("kind") == "drill-evidence-signed"
+    }
+    failures, found = [], set()
+    drills = directory / "dr" / "drills"
+    for path in sorted(drills.glob("*.json")) if drills.is_dir() else []:
+        name = f"dr/drills/{path.name}"
+        try:
+            document = json.loads(path.read_bytes())
+        except ValueError:
+            failures.append(f"file {name}: not JSON")
+            continue
+        if not is_evidence(document):
+            failures.append(f"file {name}: not signed drill evidence")
+            continue
+        failures += [
+            f"file {name}: {x}" for x in verify_evidence(document, public_keys)
+        ]
+        digest = evidence_digest(document)
+        if digest in signed:
+            found.add(digest)
+        else:
+            failures.append(
+                f"file {name}: no cited EvidenceSigned event names its digest "
+                f"({digest[:12]}…)"
+            )
+    failures += [
+        f"dr: the drill evidence signed at position {position} "
+        f"(sha256 {digest[:12]}…) is not in the bundle"
+        for digest, position in sorted(signed.items(), key=lambda kv: str(kv[1]))
+        if digest not in found
+    ]
+    return failures
+
+
 def _check_previous(  # noqa: PLR0911 - one return per verdict
     manifest: Mapping[str, Any],
     size: int,
@@ -465,4 +516,5 @@ def verify_evidence_bundle(
         if previous is not None:
             failures += _check_previous(manifest, size, root, previous, public_keys)
     failures += _check_sections(directory, manifest)
+    failures += _check_drills(directory, public_keys)
     return failures

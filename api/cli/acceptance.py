@@ -7,13 +7,14 @@ Packs (docs/evidence.md#acceptance-packs):
   lagging standby carries ``x-ig-stale-read``;
 - ``er``: on the bundled Febrl 4 set, ER assist's candidate recall is at
   least +10 % (relative) over single-key blocking at equal precision, and the
-  merge rules' digest the evaluation recorded is the one in force;
+  merge rules' digest the evaluation recorded is the one the server applies
+  (its answer to a one-record resolve);
 - ``catalog``: the CI gate blocks a repository with one unregistered dataset;
   the console's search finds a registered dataset (a real chromium);
 - ``export``: a governed export's proof bundle verifies, a tampered and a
   proofless copy are refused, and the gate denies an Embargoed dataset;
 - ``autopilot``: a burn scenario engages shaping and cuts a cap, each an
-  event in the log with its reason.
+  event in the log with its reason, under the target's controller settings.
 
 ``--throwaway`` starts a `conductor serve` on a temporary SQLite (and, for
 ``dr``, a throwaway region pair) and stops it; ``--url`` checks a running
@@ -451,39 +452,70 @@ def pack_er(target: Target) -> list[Check]:
         )
     ]
     last = target.cli("er", "last-eval")
-    from api.settings import Settings  # noqa: PLC0415
-    from application.er.rules import Gate  # noqa: PLC0415
-
     try:
         recorded = json.loads(last.stdout)
-        settings = Settings.from_env(target.env)
-        in_force = Gate.parse(settings.er_comparisons, settings.er_merge_at).digest
-    except (ValueError, KeyError, TypeError) as error:
+    except ValueError as error:
         return [*checks, Check("er", names[1], False, f"cannot read: {error}", "")]
     digest = str(recorded.get("gateDigest", recorded.get("gate_digest", "")))
+    in_force, why = _rules_in_force(target)
     checks.append(
         Check(
             "er",
             names[1],
-            digest == in_force,
-            f"recorded {digest[:12]}, in force {in_force[:12]}",
+            bool(in_force) and digest == in_force,
+            f"recorded {digest[:12]}, in force on the server {in_force[:12]}"
+            if in_force
+            else why,
             "equal",
         )
     )
     return checks
 
 
+def _rules_in_force(target: Target) -> tuple[str, str]:
+    """(the merge rules' digest the server applies, or "" and why not).
+
+    The server says so in every resolve answer: the pack resolves one probe
+    record (in an entity set of its own; a single record makes no pair).
+    """
+    probe = {
+        "entitySet": "acceptance-rules-probe",
+        "records": [
+            {"id": f"probe-{secrets.token_hex(6)}", "fields": {"given_name": "x"}}
+        ],
+    }
+    with target.client() as http:
+        answer = http.post("/v1/er/resolve", json=probe)
+    if answer.status_code != 200:
+        status = answer.status_code
+        return "", f"the server's rules: POST /v1/er/resolve answered {status}"
+    return str(answer.json().get("gateDigest", "")), ""
+
+
 def pack_autopilot(target: Target) -> list[Check]:
+    """The simulator's scenarios under the target's controller settings
+    (CONDUCTOR_AUTOPILOT_MIN_EVENTS, _MIN_DWELL_S, _MIN_CAPACITY_SHARE)."""
+    from dataclasses import replace  # noqa: PLC0415
+
     from adapters.ledger.store import open_ledger  # noqa: PLC0415
+    from api.settings import Settings  # noqa: PLC0415
     from api.tools.autopilot_sim import SCENARIOS, simulate  # noqa: PLC0415
 
+    settings = Settings.from_env(target.env)
     workdir = target.scratch / "autopilot"
     checks = []
     for scenario, kind, name in (
         ("burst", "ShapingEngaged", "burn triggers shaping, with its event"),
         ("slow-burn", "CapAdjusted", "burn triggers a cap reduction, with its event"),
     ):
-        timeline = simulate(SCENARIOS[scenario], workdir)
+        chosen = SCENARIOS[scenario]
+        config = replace(
+            chosen.config,
+            min_events=settings.autopilot_min_events,
+            min_dwell_s=settings.autopilot_min_dwell_s,
+            min_capacity_share=settings.autopilot_min_capacity_share,
+        )
+        timeline = simulate(replace(chosen, config=config), workdir)
         ledger = open_ledger(f"sqlite:///{workdir / scenario}.db", pool_size=1)
         try:
             events = [

@@ -3,8 +3,9 @@
 The operator's tool (it opens the store): the log is cut at a freshly signed
 checkpoint, every DR drill, ER evaluation, gate run, export decision and
 proof, and autopilot action after ``--since`` is cited with its inclusion
-proof, the export proofs are re-verified, the catalog coverage is measured,
-and the manifest is signed with the key ring. `conductor verify DIR` checks it.
+proof, the drill evidence files and export proofs are re-verified, the catalog
+coverage is measured (with the gate runs it counts), and the manifest is
+signed with the key ring. `conductor verify DIR` checks it.
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ def _dr_files(
     )
 
     wanted = {
-        e["figures"]["evidenceSha256"]
+        e["figures"]["evidenceSha256"]: e["originatorId"]
         for e in collected.in_section("dr")
         if e["kind"] == "drill-evidence-signed"
     }
     files: dict[str, bytes] = {}
     checks = []
     folder = settings.var_path / "dr-evidence"
+    found: set[str] = set()
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         data = path.read_bytes()
         try:
@@ -70,13 +72,27 @@ def _dr_files(
         if not is_evidence(document):
             continue
         digests = {evidence_digest(document), hashlib.sha256(data).hexdigest()}
-        if not digests & wanted:
+        if not digests & set(wanted):
             continue
+        found |= digests
         files[f"dr/drills/{path.name}"] = data
         failures = verify_evidence(document, public_keys)
         checks.append(
             {"file": f"dr/drills/{path.name}", "ok": not failures, "failures": failures}
         )
+    for digest, drill_id in sorted(wanted.items(), key=lambda kv: kv[1]):
+        if digest in found:
+            continue
+        # An evidence file edited after signing no longer has the signed digest:
+        # it is left out, and the drill's verdict says why.
+        named = folder / f"dr-evidence-{drill_id}.json"
+        why = (
+            f"{named.name} does not match the digest the log signed (edited "
+            "after signing)"
+            if named.is_file()
+            else f"no evidence file with the signed digest in {folder}"
+        )
+        checks.append({"drillId": drill_id, "ok": False, "failures": [why]})
     return files, checks
 
 
@@ -108,9 +124,14 @@ def _export_files(
 
 
 def _coverage(services: Conductor, tenants: set[str]) -> list[dict[str, Any]]:
+    """Each tenant's coverage, by source, and the gate runs it counts (each
+    repository's newest): digests, ids and counts, never names."""
+    from adapters.audit.evidence_bundle import value_digest  # noqa: PLC0415
+
     rows = []
     for tenant in sorted(tenants):
         cov = services.catalog.queries.coverage(tenant)
+        uses = services.catalog.gate_view.repo_uses(tenant)
         rows.append(
             {
                 "tenant": tenant,
@@ -118,6 +139,20 @@ def _coverage(services: Conductor, tenants: set[str]) -> list[dict[str, Any]]:
                 "activeDatasets": cov.in_use,
                 "registeredActive": cov.registered_in_use,
                 "unregisteredActive": cov.in_use - cov.registered_in_use,
+                "sources": {
+                    source: {"active": n, "registered": r}
+                    for source, n, r in cov.by_source
+                },
+                "gateRepositories": [
+                    {
+                        "repoSha256": value_digest(use.repo),
+                        "runId": str(use.run_id),
+                        "position": use.position,
+                        "datasets": len(use.datasets),
+                        "failing": len(use.failing),
+                    }
+                    for use in uses
+                ],
             }
         )
     return rows
@@ -164,6 +199,13 @@ def _summary(
             "gate runs": len(runs),
             "gate runs with findings": sum(1 for r in runs if r["findings"]),
             **{f"coverage {c['tenant']}": c["coverage"] for c in coverage},
+            **{
+                f"gate-named datasets registered {c['tenant']}": (
+                    f"{c['sources']['gate']['registered']} of "
+                    f"{c['sources']['gate']['active']}"
+                )
+                for c in coverage
+            },
         },
         "exports": {
             "proofs": len(exports),

@@ -12,7 +12,13 @@ from litestar.params import FromPath, JSONBody
 
 from api.auth import requires
 from api.requests import principal, read_model
-from api.schemas.catalog import CoverageOut, GateRunIn, GateRunOut, UnregisteredOut
+from api.schemas.catalog import (
+    CoverageOut,
+    CoverageSourceOut,
+    GateRunIn,
+    GateRunOut,
+    UnregisteredOut,
+)
 from api.wiring.catalog import CatalogBundle
 from api.wiring.core import Core
 from api.wiring.dr import DrBundle
@@ -54,9 +60,10 @@ class CatalogController(Controller):
         """Registered active datasets over active ones; files, classified and
         contract shares.
 
-        Active: the data-root files, ER jobs' files, exported datasets and the
-        lineage of active datasets; registered: an active entry's location
-        matches (docs/catalog.md#coverage).
+        Active: the data-root files, ER jobs' files, exported datasets, the
+        lineage of active datasets and the datasets each repository's newest
+        recorded CI gate run names; registered: an active entry's location
+        matches, or the entry is that dataset (docs/catalog.md#coverage).
 
         With x-ig-read-from on a DR pair, a standby's replicated catalog may
         answer (the data files are this host's, whichever region answers).
@@ -74,11 +81,11 @@ class CatalogController(Controller):
         if route is not None and route.read is not None:
             cov, headers = route.read.value, route.headers
         else:
-            headers = read_model(
-                request,
-                core.runners["catalog"],
-                core.settings.min_position_wait_s,
-            )
+            wait_s = core.settings.min_position_wait_s
+            gate = read_model(request, core.runners["gate-runs"], wait_s)
+            headers = read_model(request, core.runners["catalog"], wait_s)
+            if int(gate["x-ig-position"]) < int(headers["x-ig-position"]):
+                headers = gate  # the answer is as of the view further behind
             headers.update(route.headers if route is not None else {})
             cov = catalog.queries.coverage(tenant)
         core.metrics.catalog_coverage.labels(tenant).set(cov.ratio)
@@ -101,8 +108,13 @@ class CatalogController(Controller):
                     location=u.location,
                     dataset_id=u.dataset_id,
                     seen_by=list(u.seen_by),
+                    name=u.name or None,
                 )
                 for u in cov.unregistered_in_use
+            ],
+            sources=[
+                CoverageSourceOut(source=s, active=n, registered=r)
+                for s, n, r in cov.by_source
             ],
         )
         return Response(body, headers=headers)

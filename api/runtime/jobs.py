@@ -50,7 +50,8 @@ def refresh_coverage(
 ) -> None:
     """Recompute every tenant's catalog coverage gauge (registered active
     datasets over active ones); guard it at 90 %."""
-    for tenant in catalog.tenants():
+    # a tenant whose repositories name only unregistered datasets has none
+    for tenant in sorted({*catalog.tenants(), *queries.gate_tenants()}):
         coverage = queries.coverage(tenant)
         metrics.catalog_coverage.labels(tenant).set(coverage.ratio)
         autopilot.set_guard(

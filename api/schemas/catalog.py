@@ -114,12 +114,22 @@ class LineageOut(Out, frozen=True):
     edges: list[LineageEdgeOut]
 
 
-class UnregisteredOut(Out, frozen=True):
+class UnregisteredOut(Out, frozen=True, omit_defaults=True):
     location: str
     """The data-root location ("" for a dataset without one: see datasetId)."""
     dataset_id: UUID | None
     seen_by: list[str]
-    """What uses it: files, er-jobs, exports, lineage."""
+    """What uses it: files, er-jobs, exports, lineage, gate."""
+    name: str | None = None
+    """The name a CI gate run used (a dataset without a location only)."""
+
+
+class CoverageSourceOut(Out, frozen=True):
+    source: str
+    """files | er-jobs | exports | lineage | gate"""
+    active: int
+    """Active datasets this source uses (a dataset may have several sources)."""
+    registered: int
 
 
 class CoverageOut(Out, frozen=True):
@@ -146,6 +156,8 @@ class CoverageOut(Out, frozen=True):
     registered_in_use: int
     unregistered_in_use: list[UnregisteredOut]
     """The active datasets no active entry registers (at most 100)."""
+    sources: list[CoverageSourceOut] = msgspec.field(default_factory=list)
+    """Active and registered datasets by what uses them."""
 
 
 class GateRunIn(In):

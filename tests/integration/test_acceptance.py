@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, bearer
+from api.settings import Settings
+from tests.conftest import REPO_ROOT, bearer, dataset_body
 from tests.integration.server import Server
 
 if TYPE_CHECKING:
@@ -111,12 +112,90 @@ def test_export_pack_fails_when_the_gate_denies_every_export(tmp_path: Path) -> 
     assert by_name(result)["gate denies an Embargoed dataset"]["ok"]
 
 
+def test_catalog_pack_fails_when_the_fixtures_unregistered_dataset_is_registered(
+    tmp_path: Path,
+) -> None:
+    """Broken on purpose: the dataset the fixture repository must be blocked
+    for is registered on the server, so the gate lets the PR through."""
+    url = f"sqlite:///{tmp_path / 'var' / 'conductor.db'}"
+    with (tmp_path / "serve.log").open("w") as log:
+        server = Server(url, tmp_path / "var", log, args=("--init",))
+        try:
+            registered = httpx.post(
+                f"{server.base}/v1/datasets",
+                json=dataset_body("acceptance_unregistered_in_pr"),
+                headers=bearer("acceptance", "catalog.write"),
+                timeout=30,
+            )
+            assert registered.status_code == 201, registered.text
+            token = bearer("acceptance")["Authorization"][7:]
+            code, result = acceptance(
+                "--pack", "catalog", "--url", server.base,
+                env={"CONDUCTOR_TOKEN": token},
+            )  # fmt: skip
+        finally:
+            server.stop()
+    assert code == 1
+    gate = by_name(result)["unregistered dataset PR blocked (CI gate)"]
+    assert not gate["ok"]
+    assert gate["figure"].startswith("exit 0, 0 finding(s)"), gate
+    assert by_name(result)["UI search works (console, chromium)"]["ok"]
+
+
 def test_er_pack_passes_with_the_seed_gain_and_the_rules_in_force() -> None:
     code, result = acceptance("--pack", "er", "--throwaway")
     assert code == 0, result
     gain = by_name(result)["ER assist candidate recall gain at equal precision"]
     assert "+52.1 %" in gain["figure"]
     assert by_name(result)["merge rules unchanged (digest)"]["ok"]
+
+
+def test_er_pack_fails_when_the_server_applies_other_merge_rules(
+    tmp_path: Path,
+) -> None:
+    """Broken on purpose: the server merges at a looser threshold than the
+    rules the evaluation ran with, so its digest is not the one in force."""
+    from application.er.rules import Gate  # noqa: PLC0415
+
+    defaults = Settings()
+    looser = defaults.er_merge_at - 1.0
+    changed = Gate.parse(defaults.er_comparisons, looser).digest
+    evaluated = Gate.parse(defaults.er_comparisons, defaults.er_merge_at).digest
+    url = f"sqlite:///{tmp_path / 'var' / 'conductor.db'}"
+    with (tmp_path / "serve.log").open("w") as log:
+        server = Server(
+            url, tmp_path / "var", log, args=("--init",),
+            env={"CONDUCTOR_ER_MERGE_AT": str(looser)},
+        )  # fmt: skip
+        try:
+            token = bearer("acceptance")["Authorization"][7:]
+            code, result = acceptance(
+                "--pack", "er", "--url", server.base, "--var",
+                str(tmp_path / "var"), env={"CONDUCTOR_TOKEN": token},
+            )  # fmt: skip
+        finally:
+            server.stop()
+    assert code == 1
+    assert by_name(result)["ER assist candidate recall gain at equal precision"]["ok"]
+    rules = by_name(result)["merge rules unchanged (digest)"]
+    assert not rules["ok"]
+    assert rules["figure"] == (
+        f"recorded {evaluated[:12]}, in force on the server {changed[:12]}"
+    )
+
+
+def test_autopilot_pack_fails_when_no_burn_window_can_page() -> None:
+    """Broken on purpose: the instance's controller needs more served
+    requests in a burn window than any scenario serves, so no SLO burn pages
+    and nothing is shaped."""
+    code, result = acceptance(
+        "--pack", "autopilot", "--throwaway",
+        "--env", "CONDUCTOR_AUTOPILOT_MIN_EVENTS=1000000000",
+    )  # fmt: skip
+    assert code == 1
+    shaping = by_name(result)["burn triggers shaping, with its event"]
+    assert not shaping["ok"]
+    assert "burst: 0 ShapingEngaged event(s)" in shaping["figure"]
 
 
 def test_autopilot_pack_passes_with_shaping_and_a_cap_cut() -> None:

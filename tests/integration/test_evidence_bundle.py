@@ -103,11 +103,24 @@ def test_the_bundle_cites_every_kind_of_evidence_and_verifies(
     assert verdicts == [{"exportId": built["export"], "ok": True, "failures": []}]
     gate = json.loads((out / "catalog" / "events.json").read_text())
     assert [g["originatorId"] for g in gate] == [built["gate"]]
+    # Coverage counts the gate run's datasets: customers (its file, exported,
+    # named) and the unregistered ghost.
+    (acme,) = json.loads((out / "catalog" / "coverage.json").read_text())
+    assert (acme["tenant"], acme["activeDatasets"], acme["coverage"]) == (
+        "acme", 2, 0.5,
+    )  # fmt: skip
+    assert acme["sources"]["gate"] == {"active": 2, "registered": 1}
+    assert acme["sources"]["exports"] == {"active": 1, "registered": 1}
+    (repo,) = acme["gateRepositories"]
+    assert (repo["runId"], repo["datasets"], repo["failing"]) == (built["gate"], 2, 1)
+    assert repo["repoSha256"] == gate[0]["figures"]["repoSha256"]
+    assert repo["position"] == gate[0]["position"]
     index = (out / "index.html").read_text()
     assert "http://" not in index
     assert "https://" not in index
     assert "Autopilot actions" in index
     assert "<a href='exports/verifier.json'>" in index
+    assert "<th>gate-named datasets registered acme</th><td>1 of 2</td>" in index
 
 
 def test_the_bundle_holds_ids_and_hashes_never_record_values(

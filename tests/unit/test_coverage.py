@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from eventsourcing.popo import POPOTrackingRecorder
 
+from domain.catalog.dataset import Dataset
 from projections.catalog import CatalogRow, CatalogStats, CatalogView
 from projections.coverage import ActiveDataset, CatalogQueries
 
@@ -117,3 +119,63 @@ def test_no_dataset_in_use_is_full_coverage() -> None:
     """Nothing active, nothing to govern: 1.0, as for no files before."""
     coverage = CatalogQueries(StatsView([row("x.csv")]), Files()).coverage("acme")
     assert (coverage.in_use, coverage.ratio) == (0, 1.0)
+
+
+def named(name: str, location: str = "", **over: Any) -> CatalogRow:
+    """A row whose id is the name's natural key (how the gate finds it)."""
+    return replace(row(location, **over), id=Dataset.create_id("acme", name), name=name)
+
+
+def test_the_datasets_a_gate_run_names_are_active_and_keyed_like_the_others() -> None:
+    """A name registered with a location counts once with its file; one
+    without a location by its id; an unregistered or retired name is
+    unregistered, under the id it will get, with the name the gate used."""
+    orders = named("orders", "orders.csv")
+    events = named("events")  # registered, no location
+    legacy = named("legacy", status="retired")
+    view = StatsView([orders, events, legacy])
+    queries = CatalogQueries(view, Files("orders.csv"))
+    queries.gate_datasets = lambda _t: ["events", "ghost", "legacy", "orders"]
+    coverage = queries.coverage("acme")
+    # orders.csv (files and gate), events, ghost, legacy
+    assert (coverage.in_use, coverage.registered_in_use) == (4, 2)
+    assert coverage.ratio == 0.5
+    ghost = Dataset.create_id("acme", "ghost")
+    assert sorted(coverage.unregistered_in_use, key=lambda u: u.name) == [
+        ActiveDataset("", ghost, ("gate",), name="ghost"),
+        ActiveDataset("", legacy.id, ("gate",), name="legacy"),
+    ]
+    by_source = {s: (n, r) for s, n, r in coverage.by_source}
+    assert by_source["gate"] == (4, 2)
+    assert by_source["files"] == (1, 1)
+    assert by_source["exports"] == (0, 0)
+
+
+def test_a_gate_named_dataset_with_an_exported_file_counts_once() -> None:
+    """The same dataset by name (gate), by id (export) and by file is one."""
+    orders = named("orders", "orders.csv")
+    queries = CatalogQueries(StatsView([orders]), Files("orders.csv"))
+    queries.gate_datasets = lambda _t: ["orders"]
+    queries.exported_datasets = lambda _t: [orders.id]
+    coverage = queries.coverage("acme")
+    assert (coverage.in_use, coverage.registered_in_use) == (1, 1)
+    assert coverage.unregistered_in_use == ()
+
+
+def test_another_tenants_row_never_registers_a_gate_named_dataset() -> None:
+    """A row under the name's id that belongs to another tenant is not ours."""
+    theirs = replace(named("orders"), tenant="globex")
+    queries = CatalogQueries(StatsView([theirs]), Files())
+    queries.gate_datasets = lambda _t: ["orders"]
+    coverage = queries.coverage("acme")
+    assert (coverage.in_use, coverage.registered_in_use) == (1, 0)
+    assert coverage.unregistered_in_use[0].name == "orders"
+
+
+def test_over_another_view_keeps_the_gate_source() -> None:
+    """A standby's catalog answers coverage with the same gate runs."""
+    queries = CatalogQueries(StatsView([]), Files())
+    queries.gate_datasets = lambda _t: ["ghost"]
+    other = queries.over(StatsView([named("ghost")]))
+    assert other.coverage("acme").ratio == 1.0
+    assert queries.coverage("acme").ratio == 0.0

@@ -137,6 +137,7 @@ PROJECTIONS = {
     "catalog": "catalog",
     "catalog_state": "catalog",
     "coverage": "catalog",
+    "gate_runs": "catalog",
     "lineage": "catalog",
     "exports": "exports",
     "tenancy": "audit",
