@@ -3,7 +3,9 @@
 The view interface lives here; SQLite and PostgreSQL views live in adapters/.
 The projection folds a whole batch of events into final rows in memory, so a
 view writes each touched dataset once per batch, rows and tracking in one
-transaction (exactly once).
+transaction (exactly once). The fold works on ``CatalogRecord``, a row in the
+form the views store it (lists as JSON text, times as ISO text), so stored
+event states pass their fields through without decoding and re-encoding them.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
 
+import msgspec
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
@@ -26,12 +30,14 @@ from projections.catalog_state import (
     RegisteredState,
     RetiredState,
     decode,
+    from_event,
+    ids_text,
+    text,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
-    from uuid import UUID
 
 STATUSES = ("active", "retired")
 FACETS = ("license", "purpose", "region")
@@ -90,6 +96,9 @@ class CatalogPage:
     total: int
     facets: dict[str, dict[str, int]]
     next_after: tuple[float, int] | None
+    afters: Sequence[tuple[Any, int]] = ()
+    """Each item's keyset position: a search ``after`` one continues right
+    after that item (GraphQL's cursor on every edge)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +128,67 @@ class CatalogStats:
     locations: tuple[str, ...] = field(default=())
 
 
+class CatalogRecord(msgspec.Struct, array_like=True, gc=False):
+    """A catalog row as the views store it, in their column order.
+
+    Lists are JSON text (``purposes``, ``tags``, ``columns`` of [name,
+    classification] pairs, ``upstream`` of hex ids), times ISO 8601 text, the
+    id 32 hex digits. Mutable: the projection folds events into it in place.
+    ``array_like``: a batch encodes to one JSON array of rows in C. Only
+    text and numbers: untracked by the garbage collector (``gc=False``).
+    """
+
+    id: str
+    tenant: str
+    name: str
+    description: str
+    license: str
+    purposes: str
+    retention: str
+    region: str
+    contract_version: str
+    contract_status: str
+    tags: str
+    owner: str
+    location: str
+    columns: str
+    upstream: str
+    status: str
+    version: int
+    created_at: str
+    updated_at: str
+    position: int
+
+
+_encode = msgspec.json.encode
+
+
+def record_of(row: CatalogRow) -> CatalogRecord:
+    """A row in the stored form."""
+    return CatalogRecord(
+        id=row.id.hex,
+        tenant=row.tenant,
+        name=row.name,
+        description=row.description,
+        license=row.license,
+        purposes=_encode(row.purposes).decode(),
+        retention=row.retention,
+        region=row.region,
+        contract_version=row.contract_version,
+        contract_status=row.contract_status,
+        tags=_encode(row.tags).decode(),
+        owner=row.owner,
+        location=row.location,
+        columns=_encode(row.columns).decode(),
+        upstream=_encode([u.hex for u in row.upstream]).decode(),
+        status=row.status,
+        version=row.version,
+        created_at=row.created_at.isoformat(),
+        updated_at=row.updated_at.isoformat(),
+        position=row.position,
+    )
+
+
 class CatalogView(TrackingRecorder):
     """What the catalog projection writes and what the API reads."""
 
@@ -126,9 +196,27 @@ class CatalogView(TrackingRecorder):
     def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, CatalogRow]:
         """Current rows for these ids (missing ids are left out)."""
 
+    def load_records(self, keys: Sequence[str]) -> dict[str, CatalogRecord]:
+        """Current stored rows for these hex ids (missing ones are left out).
+
+        What the fold starts from; the SQL views read them without decoding.
+        """
+        rows = self.load_rows([UUID(k) for k in keys])
+        return {row.id.hex: record_of(row) for row in rows.values()}
+
     @abstractmethod
-    def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
-        """Upsert rows and record tracking, in one transaction."""
+    def write_batch(
+        self,
+        added: Sequence[CatalogRecord],
+        updated: Sequence[CatalogRecord],
+        tracking: Tracking,
+    ) -> None:
+        """Insert ``added``, update ``updated``, record tracking: one transaction.
+
+        ``added`` are rows the view does not hold yet, in log order (they are
+        numbered in that order, so a rebuild numbers them alike); ``updated``
+        are rows it holds, whose lineage links are replaced.
+        """
 
     @abstractmethod
     def search(self, query: CatalogQuery) -> CatalogPage:
@@ -151,6 +239,17 @@ class CatalogView(TrackingRecorder):
     @abstractmethod
     def active_edges(self, tenant: str) -> Sequence[tuple[UUID, UUID]]:
         """Lineage links (downstream, upstream) whose downstream is active."""
+
+    def downstream(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
+        """The active datasets linked directly below each of ``ids`` (ids with
+        none are left out). The stores answer from their index on upstream;
+        this fallback reads every link of the tenant."""
+        wanted = set(ids)
+        below: dict[UUID, list[UUID]] = {}
+        for down, up in self.active_edges(tenant):
+            if up in wanted:
+                below.setdefault(up, []).append(down)
+        return below
 
     @abstractmethod
     def tenants(self) -> Sequence[str]:
@@ -186,22 +285,26 @@ DATASET_TOPICS = tuple(
 
 
 class CatalogBatch:
-    """Rows touched by a batch of events, folded in memory."""
+    """Rows touched by a batch of events, folded in memory (keyed by hex id)."""
 
-    def __init__(self, rows: dict[UUID, CatalogRow]) -> None:
+    def __init__(self, rows: dict[str, CatalogRecord]) -> None:
         self.rows = rows
+        self.stored = set(rows)
+        """Keys of the rows the view held before the batch."""
+        self.changed: dict[str, None] = {}
+        """Keys in the order first changed: new rows get their rids in log
+        order, so a rebuild numbers them as the live view did."""
 
-    def update(self, event: Any, tracking: Tracking, **changes: Any) -> None:
-        row = self.rows.get(event.originator_id)
+    def touch(self, event: Any, tracking: Tracking) -> CatalogRecord | None:
+        """The row an event changes, its version, time and position moved on."""
+        row = self.rows.get(event.key)
         if row is None:  # an event for a dataset the view never saw: skip it
-            return
-        self.rows[event.originator_id] = replace(
-            row,
-            version=event.originator_version,
-            updated_at=event.timestamp,
-            position=tracking.notification_id,
-            **changes,
-        )
+            return None
+        row.version = event.originator_version
+        row.updated_at = event.timestamp.data
+        row.position = tracking.notification_id
+        self.changed[event.key] = None
+        return row
 
 
 class CatalogProjection(Projection[CatalogView]):
@@ -214,15 +317,19 @@ class CatalogProjection(Projection[CatalogView]):
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """One event at a time (the library's ProjectionRunner calls this)."""
-        self.process_batch([(domain_event, tracking)], tracking)
+        state = from_event(domain_event)
+        self.process_batch([] if state is None else [(state, tracking)], tracking)
 
     def process_batch(
         self, items: Sequence[tuple[Any, Tracking]], tracking: Tracking
     ) -> None:
         """Fold a batch of events, then write rows and ``tracking`` at once."""
-        ids = list(dict.fromkeys(event.originator_id for event, _ in items))
-        batch = CatalogBatch(self.view.load_rows(ids) if ids else {})
-        before = dict(batch.rows)
+        # Only datasets registered before this batch have a row to read first.
+        first: dict[str, type] = {}
+        for event, _ in items:
+            first.setdefault(event.key, type(event))
+        wanted = [key for key, cls in first.items() if cls is not RegisteredState]
+        batch = CatalogBatch(self.view.load_records(wanted) if wanted else {})
         # The handler per event class, looked up once per batch: going through
         # the singledispatchmethod binds a new function for every event.
         dispatch = vars(CatalogProjection)["apply"].dispatcher.dispatch
@@ -233,8 +340,12 @@ class CatalogProjection(Projection[CatalogView]):
             if handler is None:
                 handler = handlers[cls] = dispatch(cls)
             handler(self, event, event_tracking, batch)
-        changed = [row for key, row in batch.rows.items() if before.get(key) is not row]
-        self.view.write_batch(changed, tracking)
+        rows, stored = batch.rows, batch.stored
+        self.view.write_batch(
+            [rows[key] for key in batch.changed if key not in stored],
+            [rows[key] for key in batch.changed if key in stored],
+            tracking,
+        )
 
     @singledispatchmethod
     def apply(self, event: Any, tracking: Tracking, batch: CatalogBatch) -> None:
@@ -242,81 +353,62 @@ class CatalogProjection(Projection[CatalogView]):
 
     @apply.register
     def _(
-        self,
-        event: Dataset.Registered | RegisteredState,
-        tracking: Tracking,
-        batch: CatalogBatch,
+        self, event: RegisteredState, tracking: Tracking, batch: CatalogBatch
     ) -> None:
-        batch.rows[event.originator_id] = CatalogRow(
-            id=event.originator_id,
-            tenant=event.tenant,
-            name=event.name,
-            description=event.description,
-            license=event.license,
-            purposes=tuple(event.purposes),
-            retention=event.retention,
-            region=event.region,
-            contract_version=event.contract_version,
-            contract_status=event.contract_status,
-            tags=tuple(event.tags),
-            owner=event.owner,
-            location=event.location,
-            columns=_pairs(event.columns),
-            upstream=tuple(event.upstream),
-            status="active",
-            version=event.originator_version,
-            created_at=event.timestamp,
-            updated_at=event.timestamp,
-            position=tracking.notification_id,
+        at = event.timestamp.data
+        batch.rows[event.key] = CatalogRecord(
+            event.key,
+            event.tenant,
+            event.name,
+            event.description,
+            event.license,
+            text(event.purposes),
+            event.retention,
+            event.region,
+            event.contract_version,
+            event.contract_status,
+            text(event.tags),
+            event.owner,
+            event.location,
+            text(event.columns),
+            ids_text(event.upstream),
+            "active",
+            event.originator_version,
+            at,
+            at,
+            tracking.notification_id,
         )
+        batch.changed[event.key] = None
+
+    @apply.register
+    def _(self, event: AmendedState, tracking: Tracking, batch: CatalogBatch) -> None:
+        row = batch.touch(event, tracking)
+        if row is not None:
+            row.description = event.description
+            row.license = event.license
+            row.purposes = text(event.purposes)
+            row.retention = event.retention
+            row.region = event.region
+            row.contract_version = event.contract_version
+            row.contract_status = event.contract_status
+            row.tags = text(event.tags)
+            row.owner = event.owner
+            row.location = event.location
+            row.columns = text(event.columns)
 
     @apply.register
     def _(
-        self,
-        event: Dataset.Amended | AmendedState,
-        tracking: Tracking,
-        batch: CatalogBatch,
+        self, event: LineageLinkedState, tracking: Tracking, batch: CatalogBatch
     ) -> None:
-        batch.update(
-            event,
-            tracking,
-            description=event.description,
-            license=event.license,
-            purposes=tuple(event.purposes),
-            retention=event.retention,
-            region=event.region,
-            contract_version=event.contract_version,
-            contract_status=event.contract_status,
-            tags=tuple(event.tags),
-            owner=event.owner,
-            location=event.location,
-            columns=_pairs(event.columns),
-        )
+        row = batch.touch(event, tracking)
+        if row is not None:
+            row.upstream = ids_text(event.upstream)
 
     @apply.register
-    def _(
-        self,
-        event: Dataset.LineageLinked | LineageLinkedState,
-        tracking: Tracking,
-        batch: CatalogBatch,
-    ) -> None:
-        batch.update(event, tracking, upstream=tuple(event.upstream))
-
-    @apply.register
-    def _(
-        self,
-        event: Dataset.Retired | RetiredState,
-        tracking: Tracking,
-        batch: CatalogBatch,
-    ) -> None:
-        batch.update(event, tracking, status="retired")
-
-
-def _pairs(columns: Sequence[Any]) -> tuple[tuple[str, str], ...]:
-    """(name, classification) pairs from Column objects or decoded pairs."""
-    if not columns or type(columns[0]) is tuple:  # decoded: already pairs
-        return tuple(columns)
-    return tuple((str(c[0]), str(c[1])) for c in columns)
+    def _(self, event: RetiredState, tracking: Tracking, batch: CatalogBatch) -> None:
+        row = batch.touch(event, tracking)
+        if row is not None:
+            row.status = "retired"
 
 
 class SearchCache:

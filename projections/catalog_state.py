@@ -1,18 +1,22 @@
-"""Stored Dataset event states decoded straight into msgspec structs.
+"""Dataset events as the catalog folds them: msgspec structs in the stored form.
 
 The catalog's catch-up reads every Dataset event of the log. The library's
 mapper decodes each state with a Python ``object_hook`` per JSON object and
 then builds a domain event object; the fold needs neither. The stored states
-are RFC 8785 JSON (adapters/ledger/transcoder.py) whose UUIDs and datetimes
-are boxed as ``{"_data_": ..., "_type_": ...}``: these structs mirror that
-form, and ``decode`` unboxes the few fields the catalog shows. The structs
-carry the domain events' attribute names, so the projection's handlers take
-either.
+are RFC 8785 JSON (adapters/ledger/transcoder.py): ``decode`` parses one
+straight into a struct that keeps the list fields (purposes, tags, columns)
+as the raw JSON they are, because the views store exactly that text, and the
+boxed timestamp and upstream ids (``{"_data_": ..., "_type_": ...}``) as
+small structs. The structs hold no containers that could form a cycle, so
+they stay out of the garbage collector's sight (``gc=False``): a page of a
+thousand events otherwise made each collection walk them all. ``from_event``
+builds the same structs from the library's
+domain event objects (its ProjectionRunner hands the projection those), so
+the projection folds one kind of input.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -22,16 +26,29 @@ from eventsourcing.utils import get_topic
 from domain.catalog.dataset import Dataset
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from eventsourcing.persistence import Notification
 
+_encode = msgspec.json.encode
+EMPTY = msgspec.Raw(b"[]")
 
-class _State(msgspec.Struct):
-    originator_id: Any = None
+
+class Boxed(msgspec.Struct, frozen=True, gc=False):
+    """A UUID (hex) or datetime (ISO text) as the transcoder boxes it."""
+
+    data: str = msgspec.field(name="_data_")
+
+
+_NO_TIME = Boxed("")
+
+
+class _State(msgspec.Struct, gc=False):
+    key: str = ""
+    """The dataset's id as 32 hex digits: the views' key (not in the JSON)."""
     originator_version: int = 0
-    timestamp: Any = None
-    """Boxed as stored ({"_data_": ISO text, ...}), a datetime once decoded."""
+    """Not in the JSON either: set from the notification."""
+    timestamp: Boxed = _NO_TIME
 
 
 class RegisteredState(_State):
@@ -39,36 +56,35 @@ class RegisteredState(_State):
     name: str = ""
     description: str = ""
     license: str = ""
-    purposes: tuple[str, ...] = ()
+    purposes: msgspec.Raw = EMPTY
     retention: str = ""
     region: str = ""
     contract_version: str = ""
     contract_status: str = ""
-    tags: tuple[str, ...] = ()
+    tags: msgspec.Raw = EMPTY
     owner: str = ""
     location: str = ""
-    columns: tuple[tuple[str, str], ...] = ()
-    upstream: tuple[Any, ...] = ()
-    """Boxed as stored, UUIDs once decoded."""
+    columns: msgspec.Raw = EMPTY
+    """[[name, classification], ...]"""
+    upstream: tuple[Boxed, ...] = ()
 
 
 class AmendedState(_State):
     description: str = ""
     license: str = ""
-    purposes: tuple[str, ...] = ()
+    purposes: msgspec.Raw = EMPTY
     retention: str = ""
     region: str = ""
     contract_version: str = ""
     contract_status: str = ""
-    tags: tuple[str, ...] = ()
+    tags: msgspec.Raw = EMPTY
     owner: str = ""
     location: str = ""
-    columns: tuple[tuple[str, str], ...] = ()
+    columns: msgspec.Raw = EMPTY
 
 
 class LineageLinkedState(_State):
-    upstream: tuple[Any, ...] = ()
-    """Boxed as stored, UUIDs once decoded."""
+    upstream: tuple[Boxed, ...] = ()
 
 
 class RetiredState(_State):
@@ -92,9 +108,75 @@ def decode(notification: Notification) -> _State | None:
     if decoder is None:
         return None
     state = decoder(notification.state)
-    state.originator_id = notification.originator_id
+    oid = notification.originator_id
+    state.key = oid.hex if isinstance(oid, UUID) else UUID(oid).hex
     state.originator_version = notification.originator_version
-    state.timestamp = datetime.fromisoformat(state.timestamp["_data_"])
-    if isinstance(state, RegisteredState | LineageLinkedState) and state.upstream:
-        state.upstream = tuple(UUID(u["_data_"]) for u in state.upstream)
     return state
+
+
+def text(raw: msgspec.Raw) -> str:
+    """Raw JSON as the text a view stores."""
+    return str(raw, "utf-8")
+
+
+def ids_text(boxes: Sequence[Boxed]) -> str:
+    """Boxed UUIDs as a JSON list of hex ids (the views' ``upstream``)."""
+    return _encode([box.data for box in boxes]).decode() if boxes else "[]"
+
+
+def from_event(event: Any) -> _State | None:
+    """The struct for a domain event object (the library runner's input)."""
+    key, version = event.originator_id.hex, event.originator_version
+    timestamp = Boxed(event.timestamp.isoformat())
+    if isinstance(event, Dataset.Registered):
+        return RegisteredState(
+            key=key,
+            originator_version=version,
+            timestamp=timestamp,
+            tenant=event.tenant,
+            name=event.name,
+            description=event.description,
+            license=event.license,
+            purposes=_raw(event.purposes),
+            retention=event.retention,
+            region=event.region,
+            contract_version=event.contract_version,
+            contract_status=event.contract_status,
+            tags=_raw(event.tags),
+            owner=event.owner,
+            location=event.location,
+            columns=_raw(event.columns),
+            upstream=tuple(Boxed(i.hex) for i in event.upstream),
+        )
+    if isinstance(event, Dataset.Amended):
+        return AmendedState(
+            key=key,
+            originator_version=version,
+            timestamp=timestamp,
+            description=event.description,
+            license=event.license,
+            purposes=_raw(event.purposes),
+            retention=event.retention,
+            region=event.region,
+            contract_version=event.contract_version,
+            contract_status=event.contract_status,
+            tags=_raw(event.tags),
+            owner=event.owner,
+            location=event.location,
+            columns=_raw(event.columns),
+        )
+    if isinstance(event, Dataset.LineageLinked):
+        return LineageLinkedState(
+            key=key,
+            originator_version=version,
+            timestamp=timestamp,
+            upstream=tuple(Boxed(i.hex) for i in event.upstream),
+        )
+    if isinstance(event, Dataset.Retired):
+        return RetiredState(key=key, originator_version=version, timestamp=timestamp)
+    return None
+
+
+def _raw(values: Sequence[Any]) -> msgspec.Raw:
+    """A tuple (of strings, or of Column pairs) as the JSON array it is stored as."""
+    return msgspec.Raw(_encode(values))

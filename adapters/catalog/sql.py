@@ -11,7 +11,7 @@ from uuid import UUID
 
 import msgspec
 
-from projections.catalog import CatalogPage, CatalogQuery, CatalogRow
+from projections.catalog import CatalogPage, CatalogQuery, CatalogRecord, CatalogRow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -44,33 +44,14 @@ def word_list(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-def row_values(row: CatalogRow) -> tuple[Any, ...]:
-    """A row as SQL parameters, in ROW_COLUMNS order."""
-    created = row.created_at.isoformat()
-    same = row.updated_at is row.created_at
-    updated = created if same else row.updated_at.isoformat()
-    return (
-        row.id.hex,
-        row.tenant,
-        row.name,
-        row.description,
-        row.license,
-        _encode(row.purposes).decode(),
-        row.retention,
-        row.region,
-        row.contract_version,
-        row.contract_status,
-        _encode(row.tags).decode(),
-        row.owner,
-        row.location,
-        _encode(row.columns).decode(),
-        _encode([u.hex for u in row.upstream]).decode() if row.upstream else "[]",
-        row.status,
-        row.version,
-        created,
-        updated,
-        row.position,
-    )
+def edges_of(rows: Iterable[CatalogRecord]) -> list[tuple[str, str, str]]:
+    """(tenant, downstream, upstream) lineage rows of stored rows, hex ids."""
+    return [
+        (r.tenant, r.id, up)
+        for r in rows
+        if r.upstream != "[]"
+        for up in _decode(r.upstream)
+    ]
 
 
 def row_from(record: Mapping[str, Any]) -> CatalogRow:
@@ -114,7 +95,9 @@ OBSOLETE = (
     "catalog_tags",
 )
 """Tables of the SQL search (ADR 0005) that the index replaced: dropped on start."""
-OBSOLETE_INDEXES = ("catalog_by_license", "catalog_by_region")
+OBSOLETE_INDEXES = ("catalog_by_license", "catalog_by_region", "catalog_by_name")
+"""catalog_by_name: listings sort in the index now; its random insert position
+cost a page write per new row (catalog_by_tenant replaces it)."""
 
 
 Changes = tuple[int, int, int, list["IndexRecord"]]
@@ -142,12 +125,20 @@ def search(
             break
     hits = index.search(query, terms)
     by_rid = {int(r["rid"]): row_from(r) for r in fetch(list(hits.rids))}
-    items = [by_rid[rid] for rid in hits.rids if rid in by_rid]
+    kept = [
+        (key, rid)
+        for key, rid in zip(hits.keys, hits.rids, strict=False)
+        if rid in by_rid
+    ]
     next_after = None
     if hits.more and hits.rids:
         next_after = (hits.keys[len(hits.rids) - 1], hits.rids[-1])
     return CatalogPage(
-        items=items, total=hits.total, facets=hits.facets, next_after=next_after
+        items=[by_rid[rid] for _, rid in kept],
+        total=hits.total,
+        facets=hits.facets,
+        next_after=next_after,
+        afters=kept,
     )
 
 

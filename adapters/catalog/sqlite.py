@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
+import msgspec
+
 from adapters.catalog.index import INDEX_COLUMNS, CatalogIndex
 from adapters.catalog.sql import (
     ACTIVE_EDGES,
@@ -12,14 +14,15 @@ from adapters.catalog.sql import (
     OBSOLETE_INDEXES,
     ROW_COLUMNS,
     Changes,
+    edges_of,
     row_from,
-    row_values,
     search,
 )
 from adapters.sql.sqlite_view import SQLiteViewRecorder
 from projections.catalog import (
     CatalogPage,
     CatalogQuery,
+    CatalogRecord,
     CatalogRow,
     CatalogStats,
     CatalogView,
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Tracking
     from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
 
+_astuple = msgspec.structs.astuple
 _SELECT = ", ".join(f"d.{c}" for c in ROW_COLUMNS)
 _UPSERT = (
     f"INSERT INTO catalog_datasets ({', '.join(ROW_COLUMNS)}) "
@@ -71,8 +75,10 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
             "columns TEXT NOT NULL, upstream TEXT NOT NULL, status TEXT NOT NULL, "
             "version INTEGER NOT NULL, created_at TEXT NOT NULL, "
             "updated_at TEXT NOT NULL, position INTEGER NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS catalog_by_name "
-            "ON catalog_datasets (tenant, status, name, rid)",
+            # Per tenant and status, in rid order: a batch appends to it (the
+            # name order it replaced took a random page per new row).
+            "CREATE INDEX IF NOT EXISTS catalog_by_tenant "
+            "ON catalog_datasets (tenant, status)",
             # The search index follows the rows by position (index.py).
             "CREATE INDEX IF NOT EXISTS catalog_by_position "
             "ON catalog_datasets (position)",
@@ -91,31 +97,42 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
 
     def load_rows(self, ids: Sequence[UUID]) -> dict[UUID, CatalogRow]:
         with self.datastore.transaction(commit=False) as c:
-            return self._load_rows(c, [i.hex for i in ids])
+            rows = (row_from(r) for r in self._select_ids(c, [i.hex for i in ids]))
+            return {r.id: r for r in rows}
 
-    def _load_rows(self, c: SQLiteCursor, hex_ids: list[str]) -> dict[UUID, CatalogRow]:
+    def load_records(self, keys: Sequence[str]) -> dict[str, CatalogRecord]:
+        with self.datastore.transaction(commit=False) as c:
+            return {r[0]: CatalogRecord(*r) for r in self._select_ids(c, list(keys))}
+
+    def _select_ids(self, c: SQLiteCursor, hex_ids: list[str]) -> list[Any]:
         marks = ",".join("?" * len(hex_ids))
         c.execute(
             f"SELECT {_SELECT} FROM catalog_datasets d WHERE d.id IN ({marks})",
             hex_ids,
         )
-        rows = (row_from(r) for r in c.fetchall())
-        return {r.id: r for r in rows}
+        found: list[Any] = c.fetchall()
+        return found
 
-    def write_batch(self, rows: Sequence[CatalogRow], tracking: Tracking) -> None:
+    def write_batch(
+        self,
+        added: Sequence[CatalogRecord],
+        updated: Sequence[CatalogRecord],
+        tracking: Tracking,
+    ) -> None:
         with self.writer.transaction() as c:
+            rows = [*added, *updated]
             if rows:
-                c.executemany(_UPSERT, [row_values(r) for r in rows])
-                hex_ids = [r.id.hex for r in rows]
+                c.executemany(_UPSERT, [_astuple(r) for r in rows])
+            if updated:
+                ids = [r.id for r in updated]
                 c.execute(
                     "DELETE FROM catalog_lineage WHERE downstream IN "
-                    f"({','.join('?' * len(hex_ids))})",
-                    hex_ids,
+                    f"({','.join('?' * len(ids))})",
+                    ids,
                 )
-                c.executemany(
-                    "INSERT INTO catalog_lineage VALUES (?,?,?)",
-                    [(r.tenant, r.id.hex, u.hex) for r in rows for u in r.upstream],
-                )
+            edges = edges_of(rows)
+            if edges:
+                c.executemany("INSERT INTO catalog_lineage VALUES (?,?,?)", edges)
             self._insert_tracking(c, tracking)
 
     def close(self) -> None:
@@ -229,6 +246,25 @@ class SQLiteCatalogView(SQLiteViewRecorder, CatalogView):
         with self.datastore.transaction(commit=False) as c:
             c.execute(ACTIVE_EDGES.replace("%s", "?"), (tenant,))
             return [(UUID(down), UUID(up)) for down, up in c.fetchall()]
+
+    def downstream(self, tenant: str, ids: Sequence[UUID]) -> dict[UUID, list[UUID]]:
+        below: dict[UUID, list[UUID]] = {}
+        if not ids:
+            return below
+        with self.datastore.transaction(commit=False) as c:
+            # CROSS JOIN fixes the order (SQLite's planner, without statistics,
+            # would scan the tenant's datasets first): the links by their
+            # upstream index, then each downstream row by id.
+            c.execute(
+                "SELECT l.upstream, l.downstream FROM catalog_lineage l "
+                "CROSS JOIN catalog_datasets d ON d.id = l.downstream "
+                f"WHERE l.upstream IN ({','.join('?' * len(ids))}) "
+                "AND d.tenant = ? AND d.status = 'active'",
+                [*(i.hex for i in ids), tenant],
+            )
+            for up, down in c.fetchall():
+                below.setdefault(UUID(up), []).append(UUID(down))
+        return below
 
     def stats(self, tenant: str) -> CatalogStats:
         with self.datastore.transaction(commit=False) as c:
