@@ -73,6 +73,9 @@ class EventLog(Protocol):
     def entries_for(self, originator_id: UUID) -> Sequence[LogEntry]:
         """One aggregate's events, in version order."""
 
+    def entries_for_many(self, originator_ids: Sequence[UUID]) -> Sequence[LogEntry]:
+        """Several aggregates' events, by aggregate then version (one read)."""
+
     def head(self) -> LogHead:
         """The chain tip."""
 

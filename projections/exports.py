@@ -83,6 +83,30 @@ class ExportsView(TrackingRecorder):
     ) -> Sequence[ExportRow]:
         """Newest first; ``after`` is the (created_at, id) of the last row seen."""
 
+    def exports_of(
+        self,
+        tenant: str,
+        dataset_ids: Sequence[UUID],
+        *,
+        status: str | None,
+        limit: int,
+    ) -> dict[UUID, list[ExportRow]]:
+        """The newest ``limit`` exports of each dataset (datasets with none are
+        left out). The SQL views answer in one query; this fallback lists each."""
+        found = {
+            dataset_id: list(
+                self.list_exports(
+                    tenant,
+                    status=status,
+                    dataset_id=dataset_id,
+                    after=None,
+                    limit=limit,
+                )
+            )
+            for dataset_id in dataset_ids
+        }
+        return {dataset_id: rows for dataset_id, rows in found.items() if rows}
+
     @abstractmethod
     def exported_datasets(self, tenant: str) -> Sequence[UUID]:
         """The datasets the tenant's exports read: those running or delivered

@@ -185,6 +185,41 @@ class _ExportsSQL(SqlView, ExportsView):
             )
             return [_row(r) for r in c.fetchall()]
 
+    def exports_of(
+        self,
+        tenant: str,
+        dataset_ids: Sequence[UUID],
+        *,
+        status: str | None,
+        limit: int,
+    ) -> dict[UUID, list[ExportRow]]:
+        found: dict[UUID, list[ExportRow]] = {}
+        if not dataset_ids:
+            return found
+        where = [
+            "e.tenant = ?",
+            f"e.dataset_id IN ({','.join('?' * len(dataset_ids))})",
+        ]
+        args: list[Any] = [tenant, *(str(i) for i in dataset_ids)]
+        if status is not None:
+            where.append("e.status = ?")
+            args.append(status)
+        with self._reading() as c:
+            c.execute(
+                self._sql(
+                    "SELECT * FROM (SELECT e.*, d.detail, ROW_NUMBER() OVER ("
+                    "PARTITION BY e.dataset_id ORDER BY e.created_at DESC, e.id DESC"
+                    ") AS newest FROM exports_view e "
+                    "LEFT JOIN exports_view_detail d ON d.id = e.id "
+                    f"WHERE {' AND '.join(where)}) ranked WHERE newest <= ? "
+                    "ORDER BY dataset_id, newest"
+                ),
+                [*args, limit],
+            )
+            for row in map(_row, c.fetchall()):
+                found.setdefault(row.dataset_id, []).append(row)
+        return found
+
     def exported_datasets(self, tenant: str) -> list[UUID]:
         with self._reading() as c:
             c.execute(

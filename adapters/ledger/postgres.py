@@ -207,6 +207,18 @@ class LedgerPostgresRecorder(GroupCommitInserts, PostgresApplicationRecorder):
             (originator_id,),
         )
 
+    def entries_for_many(self, originator_ids: Sequence[UUID]) -> list[LogEntry]:
+        """Several aggregates' events, by aggregate then version (one query)."""
+        if not originator_ids:
+            return []
+        return self._select_entries(
+            SQL(
+                "WHERE e.originator_id = ANY(%s) "
+                "ORDER BY e.originator_id, e.originator_version"
+            ),
+            (list(originator_ids),),
+        )
+
     def entries_at(self, positions: Sequence[int]) -> list[LogEntry]:
         """The events at these positions (absent ones left out), in order."""
         if not positions:

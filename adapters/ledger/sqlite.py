@@ -143,6 +143,20 @@ class LedgerSQLiteRecorder(GroupCommitInserts, SQLiteApplicationRecorder):
             )
             return [_entry(r) for r in c.fetchall()]
 
+    def entries_for_many(self, originator_ids: Sequence[UUID]) -> list[LogEntry]:
+        """Several aggregates' events, by aggregate then version (one query)."""
+        if not originator_ids:
+            return []
+        sql = self._ENTRY.format(t=self.events_table_name)
+        marks = ",".join("?" * len(originator_ids))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                sql + f"WHERE e.originator_id IN ({marks}) "
+                "ORDER BY e.originator_id, e.originator_version",
+                [i.hex for i in originator_ids],
+            )
+            return [_entry(r) for r in c.fetchall()]
+
     def entries_at(self, positions: Sequence[int]) -> list[LogEntry]:
         """The events at these positions (absent ones left out), in order."""
         if not positions:

@@ -19,8 +19,7 @@ from litestar.response import Template
 
 from api.console.lineage_svg import lineage_svg
 from api.console.session import ConsoleUser, require_scope
-from api.controllers.datasets import decode_cursor, encode_cursor
-from api.paging import After
+from api.paging import After, decode_cursor, encode_cursor
 from api.problems import Problem
 from api.schemas.ledger import entry_out
 from api.wiring.catalog import CatalogBundle

@@ -22,8 +22,9 @@ from adapters.exports.dlp.presets import describe_presets
 from api.console.export_proof import check_proof
 from api.console.export_reasons import reasons_of
 from api.console.session import ConsoleUser, require_scope
-from api.controllers.exports import _after, _cursor  # the API's own cursors
 from api.paging import After
+from api.paging import export_after as _after  # the API's own cursors
+from api.paging import export_cursor as _cursor
 from api.problems import Problem
 from api.wiring.catalog import CatalogBundle
 from api.wiring.core import Core

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import hashlib
-import json
-import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -17,7 +12,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from api.auth import requires
-from api.paging import After, bad_cursor, ceiling, next_link
+from api.paging import SEARCH_LIMIT as MAX_LIMIT
+from api.paging import After, ceiling, decode_cursor, encode_cursor, next_link
 from api.problems import Problem
 from api.requests import (
     command_response,
@@ -55,7 +51,6 @@ if TYPE_CHECKING:
     from projections.catalog import CatalogRow, CatalogView, LineageGraphView
     from projections.lineage import LineageView
 
-MAX_LIMIT = 200
 T = TypeVar("T")
 
 
@@ -160,48 +155,6 @@ def row_out(row: CatalogRow) -> DatasetOut:
         updated_at=row.updated_at,
         position=row.position,
     )
-
-
-def _query_hash(query: CatalogQuery) -> str:
-    parts: list[str | None] = [query.q, query.license, query.purpose, query.region]
-    parts += [query.tag, query.status]
-    if query.contract_status is not None or query.sort != "relevance":
-        parts += [query.contract_status, query.sort]  # older cursors stay valid
-    key = json.dumps(parts)
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def encode_cursor(query: CatalogQuery, after: tuple[Any, int]) -> str:
-    raw = json.dumps({"k": after[0], "r": after[1], "q": _query_hash(query)})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(query: CatalogQuery, cursor: str) -> tuple[Any, int]:
-    bad = bad_cursor("search")
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        key, rid, digest = data["k"], data["r"], data["q"]
-    except (ValueError, TypeError, KeyError, binascii.Error):
-        raise bad from None
-    if digest != _query_hash(query) or not _valid_position(rid):
-        raise bad
-    # text search sorts by score (unless sort=name), else by name
-    ranked = bool(query.q.strip()) and query.sort == "relevance"
-    if ranked and not _valid_score(key):
-        raise bad
-    if not ranked and not (
-        isinstance(key, str) and len(key) <= 512 and "\x00" not in key
-    ):
-        raise bad
-    return key, rid
-
-
-def _valid_position(value: object) -> bool:
-    return type(value) is int and 0 < value < 2**63
-
-
-def _valid_score(value: object) -> bool:
-    return type(value) in {int, float} and math.isfinite(value)  # type: ignore[arg-type]
 
 
 Limit = Annotated[

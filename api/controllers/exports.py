@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -15,12 +12,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from adapters.exports.dlp.presets import describe_presets
 from api.auth import requires
-from api.paging import (
-    After,
-    bad_cursor,
-    ceiling,
-    next_link,
-)
+from api.denials import export_denied as _denied
+from api.paging import After, ceiling, next_link
+from api.paging import export_after as _after
+from api.paging import export_cursor as _cursor
 from api.problems import Problem
 from api.requests import idempotency, principal, read_model
 from api.schemas.exports import (
@@ -40,7 +35,7 @@ from api.schemas.exports import (
 from api.wiring.core import Core
 from api.wiring.dr import DrBundle
 from api.wiring.exports import ExportsBundle
-from application.exports.exports import ExportDecision, ExportNotFoundError
+from application.exports.exports import ExportNotFoundError
 from domain.exports.export import PROOF_FILE, Export
 from projections.exports import ExportRow
 
@@ -146,22 +141,6 @@ def row_out(row: ExportRow) -> ExportOut:
         proof=f"/v1/exports/{row.id}/proof" if row.status == "proven" else None,
         position=row.position,
     )
-
-
-def _cursor(row: ExportRow) -> str:
-    raw = json.dumps([row.created_at.isoformat(), str(row.id)])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _after(cursor: str) -> tuple[str, str]:
-    try:
-        created, export_id = json.loads(
-            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        )
-        UUID(export_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise bad_cursor("listing") from None
-    return str(created), str(export_id)
 
 
 class ExportController(Controller):
@@ -365,27 +344,6 @@ class ExportController(Controller):
             next=_cursor(rows[limit - 1]) if len(rows) > limit else None,
         )
         return Response(page, headers={**headers, **next_link(request, page.next)})
-
-
-def _denied(decision: ExportDecision) -> Problem:
-    """403 naming every reason, and which policy gave it."""
-    return Problem(
-        403,
-        "the export policy denies this export: " + ", ".join(decision.reasons),
-        kind="export-denied",
-        title="Export denied by policy",
-        exportId=str(decision.export_id),
-        reasons=list(decision.reasons),
-        deniedBy={
-            "platform": list(decision.floor_reasons),
-            "tenant": list(decision.policy_reasons),
-        },
-        policyDigest=decision.policy_digest,
-        platformPolicyDigest=decision.floor_digest,
-        inputDigest=decision.input_digest,
-        limit=decision.limit or None,
-        position=decision.position,
-    )
 
 
 class ProofController(Controller):

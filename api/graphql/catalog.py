@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Literal, cast
 from uuid import UUID
 
 import strawberry
 from strawberry.types import Info  # noqa: TC002 - strawberry resolves it
 
-from api.controllers.datasets import MAX_LIMIT, decode_cursor, encode_cursor
 from api.graphql.auth import Sight, check_page, coded, guarded
 from api.graphql.context import GraphContext
-from api.graphql.exports import Export, export_of
+from api.graphql.exports import MAX_EXPORTS, Export, export_of
+from api.paging import SEARCH_LIMIT, decode_cursor, encode_cursors
 from api.problems import Problem
 from api.requests import command_response
 from domain.values import Column as ColumnValue
 from domain.values import DatasetSpec
-from projections.catalog import CatalogQuery, CatalogRow
+from projections.catalog import CatalogPage, CatalogQuery, CatalogRow
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,6 +53,21 @@ class LineageDirection(enum.Enum):
     DOWN = "down"
 
 
+@strawberry.enum
+class DatasetSort(enum.Enum):
+    """As REST's ``sort``: with text, RELEVANCE ranks by BM25 and NAME lists
+    the matches by name; without text both list by name."""
+
+    RELEVANCE = "relevance"
+    NAME = "name"
+
+
+def columns_of(root: Dataset) -> list[Column]:
+    """A dataset's columns, made only when a query selects them (a page of
+    rows has many)."""
+    return [Column(name=n, classification=c) for n, c in root.column_pairs]
+
+
 @strawberry.type
 class HistoryEntry:
     """One event of the dataset, with its place in the hash chain."""
@@ -76,7 +92,7 @@ class Dataset:
     contract_version: str
     description: str
     tags: list[str]
-    columns: list[Column]
+    columns: list[Column] = strawberry.field(resolver=columns_of)
     status: str
     version: int
     position: int
@@ -86,6 +102,7 @@ class Dataset:
     tenant: strawberry.Private[str]
     purposes: strawberry.Private[tuple[str, ...]]
     upstream_ids: strawberry.Private[tuple[UUID, ...]]
+    column_pairs: strawberry.Private[tuple[tuple[str, str], ...]]
 
     @classmethod
     def of(cls, row: CatalogRow) -> Dataset:
@@ -99,7 +116,6 @@ class Dataset:
             contract_version=row.contract_version,
             description=row.description,
             tags=list(row.tags),
-            columns=[Column(name=n, classification=c) for n, c in row.columns],
             status=row.status,
             version=row.version,
             position=row.position,
@@ -109,6 +125,7 @@ class Dataset:
             tenant=row.tenant,
             purposes=row.purposes,
             upstream_ids=row.upstream,
+            column_pairs=row.columns,
         )
 
     @guarded("catalog.read")
@@ -137,12 +154,8 @@ class Dataset:
 
     @guarded("catalog.read")
     async def history(self, info: Info) -> list[HistoryEntry]:
-        """Every event of the dataset (the write model's log entries)."""
-        context = context_of(info)
-        registry, tenant, dataset_id = context.catalog.registry, context.tenant, self.id
-        entries = await context.run(
-            lambda: registry.dataset_history(tenant=tenant, dataset_id=UUID(dataset_id))
-        )
+        """Every event of the dataset (the write model's log entries; batched)."""
+        entries = await context_of(info).loaders.histories.load(UUID(self.id))
         return [
             HistoryEntry(
                 position=e.position,
@@ -158,21 +171,12 @@ class Dataset:
     async def exports(
         self, info: Info, status: str | None = None, first: int = 20
     ) -> list[Export]:
-        """The newest exports of this dataset (the exports read model)."""
-        check_page(first, MAX_LIMIT)
+        """The newest exports of this dataset (the exports read model; batched)."""
+        check_page(first, MAX_EXPORTS)
         context = context_of(info)
-        await context.read("exports")
-        view, tenant, dataset_id = context.exports.view, context.tenant, self.id
-        rows = await context.run(
-            lambda: view.list_exports(
-                tenant,
-                status=status,
-                dataset_id=UUID(dataset_id),
-                after=None,
-                limit=first,
-            )
-        )
-        return [export_of(r) for r in rows]
+        await context.read_once("exports")
+        key = (UUID(self.id), status, first)
+        return [export_of(r) for r in await context.loaders.dataset_exports.load(key)]
 
 
 @strawberry.type
@@ -271,9 +275,8 @@ class PageInfo:
 
 @strawberry.type
 class DatasetEdge:
-    cursor: str | None
-    """The last edge's is ``pageInfo.endCursor``; the others' are null (the
-    search hands out one keyset cursor per page)."""
+    cursor: str
+    """``after: cursor`` continues the search right after this edge."""
     node: Dataset
 
 
@@ -301,12 +304,16 @@ class DatasetConnection:
 
 @strawberry.input
 class DatasetFilter:
+    """The search's filters, as REST GET /v1/datasets takes them."""
+
     q: str | None = None
     license: str | None = None
     purpose: str | None = None
     region: str | None = None
     tag: str | None = None
     status: str | None = None
+    contract_status: str | None = None
+    sort: DatasetSort = DatasetSort.RELEVANCE
 
 
 @strawberry.input
@@ -421,24 +428,53 @@ def accepted(context: GraphContext, result: CommandResult) -> CommandAccepted:
     )
 
 
-async def search_page(
+async def search(
     context: GraphContext,
     query: CatalogQuery,
     after: str | None,
     min_position: int | None,
-) -> tuple[Sequence[CatalogRow], DatasetConnection]:
+) -> tuple[CatalogQuery, CatalogPage]:
+    """The page REST's search answers (the same cache), in one trip off the
+    event loop: wait for the catalog, note its position, search."""
     if after:
         query = dataclasses.replace(query, after=decode_cursor(query, after))
-    position = await context.read("catalog", min_position)
-    page, _ = await context.run(context.catalog.search.search, query, position)
-    cursor = encode_cursor(query, page.next_after) if page.next_after else None
-    last = len(page.items) - 1
-    connection = DatasetConnection(
+    cache = context.catalog.search
+    page = await context.read_then(
+        "catalog", min_position, lambda position: cache.search(query, position)[0]
+    )
+    return query, page
+
+
+_NODES: OrderedDict[int, tuple[CatalogPage, list[Dataset]]] = OrderedDict()
+NODES_KEPT = 64
+"""Search pages whose GraphQL objects ``nodes_of`` keeps (the oldest go)."""
+
+
+def nodes_of(page: CatalogPage) -> list[Dataset]:
+    """The page's datasets as GraphQL objects, made once per page: the search
+    cache hands out the same page object until the catalog moves, and neither
+    the page nor these objects ever change (resolvers and @auth only read
+    them). Event-loop only, like every resolver."""
+    kept = _NODES.get(id(page))
+    if kept is not None and kept[0] is page:
+        return list(kept[1])
+    nodes = [Dataset.of(row) for row in page.items]
+    _NODES[id(page)] = (page, nodes)
+    if len(_NODES) > NODES_KEPT:
+        _NODES.popitem(last=False)
+    return list(nodes)
+
+
+def connection_of(query: CatalogQuery, page: CatalogPage) -> DatasetConnection:
+    """The Relay connection over a search page: a keyset cursor on every edge."""
+    cursors = encode_cursors(query, page.afters)
+    end = cursors[-1] if page.next_after and cursors else None
+    return DatasetConnection(
         edges=[
-            DatasetEdge(cursor=cursor if i == last else None, node=Dataset.of(r))
-            for i, r in enumerate(page.items)
+            DatasetEdge(cursor=c, node=node)
+            for c, node in zip(cursors, nodes_of(page), strict=True)
         ],
-        page_info=PageInfo(has_next_page=cursor is not None, end_cursor=cursor),
+        page_info=PageInfo(has_next_page=end is not None, end_cursor=end),
         total_count=page.total,
         facets=[
             Facet(
@@ -448,11 +484,10 @@ async def search_page(
             for name, counts in page.facets.items()
         ],
     )
-    return page.items, connection
 
 
 def catalog_query(context: GraphContext, first: int, **filters: Any) -> CatalogQuery:
-    check_page(first, MAX_LIMIT)
+    check_page(first, SEARCH_LIMIT)
     status = filters.pop("status", None) or "active"
     if status not in {"active", "retired", "any"}:
         raise coded(
@@ -462,10 +497,12 @@ def catalog_query(context: GraphContext, first: int, **filters: Any) -> CatalogQ
                 errors=[{"field": "status", "rule": "enum", "message": status}],
             )
         )
+    sort = filters.pop("sort", None) or DatasetSort.RELEVANCE
     return CatalogQuery(
         tenant=context.tenant,
         q=filters.pop("q", None) or "",
         status=cast("Literal['active', 'retired', 'any']", status),
+        sort=cast("Literal['relevance', 'name']", sort.value),
         limit=first,
         **filters,
     )

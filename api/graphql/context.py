@@ -1,7 +1,7 @@
 """The per-request GraphQL context: principal, bundles, DataLoaders, read state.
 
-The context is built by a litestar dependency from the same providers the
-REST controllers take (``core``, ``catalog``, ``exports``) and the principal
+The context holds the same bundles the REST controllers take as dependencies
+(``core``, ``catalog``, ``exports``: the app's ``Conductor``) and the principal
 from the same JWT code (api.auth). The DataLoaders batch every read-model
 look-up a request makes in one tick into one query: a page of datasets with
 their lineage costs one query per lineage level, whatever the page size.
@@ -9,13 +9,11 @@ their lineage costs one query per lineage level, whatever the page size.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 import msgspec
-from litestar import Request  # noqa: TC002 - litestar resolves the dependencies
-from litestar.di import NamedDependency  # noqa: TC002
 from litestar.exceptions import NotAuthorizedException
 from strawberry.dataloader import DataLoader
 from strawberry.litestar import BaseContext
@@ -28,14 +26,20 @@ from api.wiring.core import Core  # noqa: TC001
 from api.wiring.exports import ExportsBundle  # noqa: TC001
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Callable, Sequence
     from uuid import UUID
 
+    from litestar import Request, Response
+
+    from application.ports import LogEntry
     from domain.catalog.dataset import Dataset
     from projections.catalog import CatalogRow
     from projections.exports import ExportRow
 
 MIN_POSITION_HEADER = "x-ig-min-position"
+T = TypeVar("T")
+ExportsKey = tuple["UUID", str | None, int]
+"""A dataset's exports: (dataset, status filter, how many)."""
 
 
 class Loaders:
@@ -52,6 +56,12 @@ class Loaders:
         self.export_rows: DataLoader[UUID, ExportRow | None] = DataLoader(
             self._export_rows
         )
+        self.histories: DataLoader[UUID, Sequence[LogEntry]] = DataLoader(
+            self._histories
+        )
+        self.dataset_exports: DataLoader[ExportsKey, list[ExportRow]] = DataLoader(
+            self._dataset_exports
+        )
 
     async def _rows(self, ids: Sequence[UUID]) -> list[CatalogRow | None]:
         found = await anyio.to_thread.run_sync(self.catalog.view.load_rows, list(ids))
@@ -61,13 +71,38 @@ class Loaders:
         ]
 
     async def _downstream(self, ids: Sequence[UUID]) -> list[list[UUID]]:
-        edges = await anyio.to_thread.run_sync(
-            self.catalog.view.active_edges, self.tenant
+        view, tenant = self.catalog.view, self.tenant
+        below = await anyio.to_thread.run_sync(
+            lambda: view.downstream(tenant, list(ids))
         )
-        below: dict[UUID, list[UUID]] = defaultdict(list)
-        for down, up in edges:
-            below[up].append(down)
-        return [sorted(below.get(i, []), key=str) for i in ids]
+        return [sorted(below.get(i, ()), key=str) for i in ids]
+
+    async def _histories(self, ids: Sequence[UUID]) -> list[Sequence[LogEntry]]:
+        registry, tenant = self.catalog.registry, self.tenant
+        found = await anyio.to_thread.run_sync(
+            lambda: registry.dataset_histories(tenant=tenant, dataset_ids=list(ids))
+        )
+        return [found.get(i, ()) for i in ids]
+
+    async def _dataset_exports(
+        self, keys: Sequence[ExportsKey]
+    ) -> list[list[ExportRow]]:
+        """One query per distinct (status, first) the page asked for."""
+        view, tenant = self.exports.view, self.tenant
+        wanted: dict[tuple[str | None, int], list[UUID]] = {}
+        for dataset_id, status, first in keys:
+            wanted.setdefault((status, first), []).append(dataset_id)
+
+        def query() -> dict[tuple[str | None, int], dict[UUID, list[ExportRow]]]:
+            return {
+                (status, first): view.exports_of(
+                    tenant, ids, status=status, limit=first
+                )
+                for (status, first), ids in wanted.items()
+            }
+
+        found = await anyio.to_thread.run_sync(query)
+        return [found[s, f].get(i, []) for i, s, f in keys]
 
     async def _export_rows(self, ids: Sequence[UUID]) -> list[ExportRow | None]:
         found = await anyio.to_thread.run_sync(self.exports.view.load_rows, list(ids))
@@ -93,20 +128,21 @@ class GraphContext(BaseContext, kw_only=True):
     """The log position of this request's last command (extensions)."""
     targets: dict[UUID, Dataset] = msgspec.field(default_factory=dict)
     """Datasets the @auth rule loaded for a command (api.graphql.auth)."""
+    shared_reads: dict[str, asyncio.Future[int]] = msgspec.field(default_factory=dict)
+    """``read_once``'s reads, one per view and request."""
 
     @property
     def tenant(self) -> str:
         assert self.principal is not None  # guarded fields only
         return self.principal.tenant
 
-    async def read(self, view: str, min_position: int | None = None) -> int:
+    def read_now(self, view: str, min_position: int | None = None) -> int:
         """Wait for ``view`` to reach the wanted position (argument or header),
-        note its position and lag, and return the position."""
+        note its position and lag, and return the position (blocking: for a
+        caller already off the event loop, as ``read_then``'s work is)."""
         runner = self.core.runners[view]
         wanted = max(min_position or 0, self.min_position or 0)
-        if wanted and not await anyio.to_thread.run_sync(
-            runner.wait, wanted, self.core.settings.min_position_wait_s
-        ):
+        if wanted and not runner.wait(wanted, self.core.settings.min_position_wait_s):
             status = runner.status()
             raise Problem(
                 503,
@@ -121,11 +157,29 @@ class GraphContext(BaseContext, kw_only=True):
         self.reads[view] = {"position": status.position, "lagEvents": status.lag}
         return status.position
 
+    async def read(self, view: str, min_position: int | None = None) -> int:
+        """``read_now`` off the event loop (the runner's status is a query)."""
+        return await self.run(self.read_now, view, min_position)
+
+    async def read_then(
+        self, view: str, min_position: int | None, work: Callable[[int], T]
+    ) -> T:
+        """Wait for ``view``, then ``work(position)``: one trip off the loop."""
+        return await self.run(lambda: work(self.read_now(view, min_position)))
+
+    async def read_once(self, view: str) -> int:
+        """``read(view)`` once per request, shared by every field of a page
+        that needs it (a page of datasets, each with its exports)."""
+        future = self.shared_reads.get(view)
+        if future is None:
+            future = self.shared_reads[view] = asyncio.ensure_future(self.read(view))
+        return await future
+
     def wrote(self, position: int | None) -> None:
         if position is not None:
             self.last_position = max(position, self.last_position or 0)
 
-    async def run(self, work: Callable[..., Any], *args: Any) -> Any:
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
         """A synchronous application call, off the event loop."""
         return await anyio.to_thread.run_sync(work, *args)
 
@@ -168,26 +222,28 @@ async def authenticate(
     return await principal_from_token(token, request)
 
 
-def context_getter(
-    secret: str,
-) -> Callable[..., Awaitable[GraphContext]]:
-    """litestar dependency: the context from the app's own providers."""
+async def graph_context(
+    request: Request[Any, Any, Any], response: Response[Any], secret: str
+) -> GraphContext:
+    """The request's context: the principal and the app's own bundles.
 
-    async def graph_context(
-        request: Request[Any, Any, Any],
-        core: NamedDependency[Core],
-        catalog: NamedDependency[CatalogBundle],
-        exports: NamedDependency[ExportsBundle],
-    ) -> GraphContext:
-        principal = await authenticate(request, secret)
-        tenant = principal.tenant if principal else ""
-        return GraphContext(
-            principal=principal,
-            core=core,
-            catalog=catalog,
-            exports=exports,
-            loaders=Loaders(tenant, catalog, exports),
-            min_position=_min_position(request),
-        )
-
-    return graph_context
+    The bundles come from the composition root's ``Conductor`` on the app
+    (api.app) rather than through litestar's dependencies: resolving several
+    dependencies spawns a task group on every request, a cost GraphQL paid
+    on top of REST's for nothing.
+    """
+    principal = await authenticate(request, secret)
+    tenant = principal.tenant if principal else ""
+    conductor = request.app.state.conductor
+    catalog: CatalogBundle = conductor.catalog
+    exports: ExportsBundle = conductor.exports
+    return GraphContext(
+        request=request,
+        response=response,
+        principal=principal,
+        core=conductor.core,
+        catalog=catalog,
+        exports=exports,
+        loaders=Loaders(tenant, catalog, exports),
+        min_position=_min_position(request),
+    )

@@ -19,9 +19,11 @@ from api.graphql.catalog import (
     accepted,
     catalog_query,
     changes_of,
+    connection_of,
     context_of,
+    nodes_of,
     parse_id,
-    search_page,
+    search,
     spec_of,
 )
 
@@ -48,8 +50,8 @@ class CatalogRoot:
         query = catalog_query(
             context, first, q=q, license=license, purpose=purpose, region=region
         )
-        _, connection = await search_page(context, query, after, min_position)
-        return [edge.node for edge in connection.edges]
+        _, page = await search(context, query, after, min_position)
+        return nodes_of(page)
 
     @guarded("catalog.read")
     async def datasets_connection(
@@ -60,7 +62,8 @@ class CatalogRoot:
         filter: DatasetFilter | None = None,  # noqa: A002 - the issue's name
         min_position: int | None = None,
     ) -> DatasetConnection:
-        """Relay-style search: edges, pageInfo, totalCount and facet counts."""
+        """Relay-style search: edges (each with its cursor), pageInfo,
+        totalCount and facet counts."""
         context = context_of(info)
         given = filter or DatasetFilter()
         query = catalog_query(
@@ -72,9 +75,11 @@ class CatalogRoot:
             region=given.region,
             tag=given.tag,
             status=given.status,
+            contract_status=given.contract_status,
+            sort=given.sort,
         )
-        _, connection = await search_page(context, query, after, min_position)
-        return connection
+        query, page = await search(context, query, after, min_position)
+        return connection_of(query, page)
 
     @guarded("catalog.read")
     async def dataset(

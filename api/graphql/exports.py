@@ -13,9 +13,10 @@ from uuid import UUID
 import strawberry
 from strawberry.types import Info  # noqa: TC002 - strawberry resolves it
 
-from api.controllers.exports import _after, _cursor, _denied
+from api.denials import export_denied
 from api.graphql.auth import Sight, check_page, coded, guarded
 from api.graphql.context import GraphContext
+from api.paging import export_after, export_cursor
 from api.problems import Problem
 
 if TYPE_CHECKING:
@@ -179,17 +180,18 @@ class ExportsRoot:
         check_page(first, MAX_EXPORTS)
         context = context_of(info)
         dataset = _export_id(dataset_id, "datasetId") if dataset_id else None
-        cursor = _after(after) if after else None
-        await context.read("exports", min_position)
+        cursor = export_after(after) if after else None
         view, tenant = context.exports.view, context.tenant
-        rows = await context.run(
-            lambda: view.list_exports(
+        rows = await context.read_then(
+            "exports",
+            min_position,
+            lambda _: view.list_exports(
                 tenant, status=status, dataset_id=dataset, after=cursor, limit=first + 1
-            )
+            ),
         )
         return ExportPage(
             items=[export_of(r) for r in rows[:first]],
-            next=_cursor(rows[first - 1]) if len(rows) > first else None,
+            next=export_cursor(rows[first - 1]) if len(rows) > first else None,
         )
 
 
@@ -231,7 +233,7 @@ class ExportsCommands:
         context.wrote(decision.position)
         metrics.export_decisions.labels("true" if decision.allow else "false").inc()
         if not decision.allow and not decision.pending_review:
-            raise _denied(decision)
+            raise export_denied(decision)
         if not decision.pending_review:
             exports.start(decision.export_id)
         return strawberry.ID(str(decision.export_id))

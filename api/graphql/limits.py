@@ -8,10 +8,15 @@ is a variable, the default otherwise; ``upstream``/``downstream`` by an
 assumed fan-out). Fragments are costed once each (memoised), so fragments
 spread over fragments cannot make the check itself exponential; cycles are
 the standard NoFragmentCycles rule's to report.
+
+``Documents`` holds each distinct document text parsed and validated once
+(every rule, the limits included): dashboards send the same few documents
+with other variables, so a repeated document costs one dictionary look-up.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
@@ -21,17 +26,30 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     ValidationRule,
+    parse,
 )
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from api.paging import SEARCH_LIMIT
 
 if TYPE_CHECKING:
-    from graphql import OperationDefinitionNode, SelectionSetNode
+    from collections.abc import Iterator, Sequence
+
+    from graphql import (
+        ASTValidationRule,
+        DocumentNode,
+        GraphQLSchema,
+        OperationDefinitionNode,
+        SelectionSetNode,
+    )
 
 MAX_DEPTH = 10
 MAX_COST = 10_000
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
-PAGE_CEILING = 200
-"""The REST lists' ceiling (api.controllers.datasets.MAX_LIMIT)."""
+PAGE_CEILING = SEARCH_LIMIT
+"""The REST lists' ceiling (the search's and the exports listing's: 200)."""
 LISTS = {
     "datasets": ("first", 20),
     "datasetsConnection": ("first", 20),
@@ -116,3 +134,47 @@ class CostRule(ValidationRule):
         self._open.discard(name)
         self._fragments[name] = cost
         return cost
+
+
+class Documents:
+    """Each distinct document text parsed (token limit) and validated (every
+    rule) once, for one schema; the newest ``size`` texts are kept.
+
+    A document that does not parse is not kept (each try is parsed again), so
+    a flood of broken documents cannot evict the good ones.
+    """
+
+    def __init__(
+        self, rules: Sequence[type[ASTValidationRule]], *, size: int = 256
+    ) -> None:
+        self.rules = tuple(rules)
+        self.schema: GraphQLSchema | None = None
+        """Bound once the schema is built (api.graphql.schema.build_schema)."""
+        self.checked = lru_cache(maxsize=size)(self._check)
+
+    def _check(self, text: str) -> tuple[DocumentNode, list[GraphQLError]]:
+        assert self.schema is not None, "Documents used before its schema was bound"
+        document = parse(text, max_tokens=MAX_TOKENS)
+        return document, validate_document(self.schema, document, self.rules)
+
+
+class DocumentGate(SchemaExtension):
+    """Parsing and validation through ``Documents`` (one per request)."""
+
+    def __init__(self, documents: Documents) -> None:
+        super().__init__()
+        self.documents = documents
+        self.errors: list[GraphQLError] = []
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None:
+            context.graphql_document, self.errors = self.documents.checked(
+                context.query
+            )
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        # A list (even empty) tells strawberry the document is validated.
+        self.execution_context.pre_execution_errors = list(self.errors)
+        yield

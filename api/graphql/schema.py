@@ -10,31 +10,37 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 import strawberry
 import structlog
-from graphql import GraphQLError  # noqa: TC002 - strawberry's signature
+from graphql import GraphQLError, specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from litestar import Request, Response, get, post
+from litestar.background_tasks import BackgroundTasks
 from litestar.static_files import create_static_files_router
 from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.litestar import make_graphql_controller
 from strawberry.tools import merge_types
+from strawberry.types.unset import UNSET
 
 from api.graphql.auth import AbacExtension, Auth
-from api.graphql.context import GraphContext, context_getter
+from api.graphql.context import GraphContext, graph_context
 from api.graphql.datasets import CatalogCommands, CatalogRoot
+from api.graphql.execution import ConductorExecution
 from api.graphql.exports import ExportsCommands, ExportsRoot
-from api.graphql.limits import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS, CostRule
+from api.graphql.limits import (
+    MAX_ALIASES,
+    MAX_DEPTH,
+    CostRule,
+    DocumentGate,
+    Documents,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,12 +55,12 @@ IDE_HTML = (STATIC / "graphiql.html").read_text(encoding="utf-8")
 Query = merge_types("Query", (CatalogRoot, ExportsRoot))
 Mutation = merge_types("Mutation", (CatalogCommands, ExportsCommands))
 RULES = [
+    *specified_rules,
     *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
     *MaxAliasesLimiter(MAX_ALIASES).validation_rules,
     CostRule,
 ]
-"""The limits' validation rules, made once: the same rule classes on every
-request, so ValidationCache's key (document, rules) repeats."""
+"""Every validation rule: graphql-core's standard ones and the limits."""
 _CODES = {
     "more than 5000 tokens": "query-too-complex",
     "exceeds maximum operation depth": "query-too-deep",
@@ -126,18 +132,19 @@ def _code(message: str) -> str:
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     """The schema with its limits; introspection as the setting says."""
-    extensions: list[Any] = [
-        # Parsing and validating (limits included) once per distinct document:
-        # dashboards send the same few documents with other variables.
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
-        lambda: MaxTokensLimiter(MAX_TOKENS),
-        lambda: AddValidationRules(RULES),
-        ReadState,
-    ]
+    rules = list(RULES)
     if not settings.graphql_introspection:
-        extensions.append(DisableIntrospection)
-    schema = ConductorSchema(query=Query, mutation=Mutation, extensions=extensions)
+        rules.append(NoSchemaIntrospectionCustomRule)
+    # Parsing and validating (limits included) once per distinct document:
+    # dashboards send the same few documents with other variables.
+    documents = Documents(rules)
+    schema = ConductorSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[lambda: DocumentGate(documents), ReadState],
+        execution_context_class=ConductorExecution,
+    )
+    documents.schema = schema._schema  # noqa: SLF001 - graphql-core's schema
     check_directives(schema)
     return schema
 
@@ -169,18 +176,58 @@ def printed_sdl(settings: Settings) -> str:
 
 def graphql_handlers(settings: Settings) -> list[ControllerRouterHandler]:
     """The /graphql controller (own auth, see api.graphql.context) and assets."""
+    secret = settings.resolved_jwt_secret()
     base = make_graphql_controller(
         build_schema(settings),
         path="/graphql",
-        context_getter=context_getter(settings.resolved_jwt_secret()),
         graphql_ide="graphiql",
         allow_queries_via_get=True,
     )
 
     class GraphQLController(base):  # type: ignore[valid-type,misc]
+        """strawberry's controller, its handlers without litestar dependencies:
+        the context, root value and sub-response come from the view's own
+        hooks (strawberry's come as four dependencies, one of them run in a
+        worker thread, on every request)."""
+
         opt = {"exclude_from_auth": True}  # noqa: RUF012 - litestar reads it
         include_in_schema = False
         websocket_endpoint = None  # no subscriptions: no websocket route
+        dependencies: ClassVar[dict[str, Any]] = {}  # none: see the docstring
+
+        @post(status_code=200)
+        async def handle_http_post(
+            self, request: Request[Any, Any, Any]
+        ) -> Response[Any]:
+            return await self.execute_request(  # type: ignore[no-any-return]
+                request=request, context=UNSET, root_value=UNSET
+            )
+
+        @get()
+        async def handle_http_get(
+            self, request: Request[Any, Any, Any]
+        ) -> Response[Any]:
+            return await self.execute_request(  # type: ignore[no-any-return]
+                request=request, context=UNSET, root_value=UNSET
+            )
+
+        async def get_root_value(
+            self,
+            request: Request[Any, Any, Any],  # noqa: ARG002 - strawberry's hook
+        ) -> None:
+            return None
+
+        async def get_sub_response(
+            self,
+            request: Request[Any, Any, Any],  # noqa: ARG002 - strawberry's hook
+        ) -> Response[Any]:
+            # One per request (strawberry's keeps it on the shared controller).
+            return Response({}, background=BackgroundTasks([]))
+
+        async def get_context(
+            self, request: Request[Any, Any, Any], response: Response[Any]
+        ) -> GraphContext:
+            return await graph_context(request, response, secret)
 
         @property
         def graphql_ide_html(self) -> str:

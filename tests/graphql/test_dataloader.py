@@ -1,19 +1,24 @@
-"""DataLoader: a page of datasets with their lineage costs a constant number of
-read-model queries, counted on the real catalog view (SQLite and PostgreSQL)."""
+"""DataLoader: a page of datasets with their lineage, exports and history costs
+a constant number of queries, counted on the real catalog and exports views and
+the real event log (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.graphql.support import gql, log_head
+from tests.conftest import bearer
+from tests.graphql.support import exportable, gql, log_head
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from litestar.testing import TestClient
+
+    from api.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +47,29 @@ def _counted(
 
 
 def _queries(
-    client: TestClient[Any], first: int, head: int
+    client: TestClient[Any],
+    first: int,
+    head: int,
+    query: str = PAGE,
 ) -> tuple[Counter[str], Any]:
-    """The view's query methods called while answering one page."""
-    view = client.app.state.conductor.catalog.view
+    """The read methods of the views and the log called while answering one page."""
+    conductor = client.app.state.conductor
+    watched = [
+        (conductor.catalog.view, ("load_rows", "active_edges", "downstream", "search")),
+        (conductor.exports.view, ("load_rows", "list_exports", "exports_of")),
+        (conductor.catalog.registry.event_log, ("entries_for", "entries_for_many")),
+        (conductor.catalog.registry, ("get_dataset",)),
+    ]
     calls: Counter[str] = Counter()
-    originals = {n: getattr(view, n) for n in ("load_rows", "active_edges", "search")}
-    for name, method in originals.items():
-        setattr(view, name, _counted(calls, name, method))
+    for target, names in watched:
+        for name in names:
+            setattr(target, name, _counted(calls, name, getattr(target, name)))
     try:
-        answer = gql(client, PAGE, {"first": first, "p": head})
+        answer = gql(client, query, {"first": first, "p": head})
     finally:
-        for name in originals:
-            delattr(view, name)  # the class's methods again
+        for target, names in watched:
+            for name in names:
+                delattr(target, name)  # the class's methods again
     return calls, answer
 
 
@@ -86,12 +101,99 @@ def test_a_page_with_lineage_is_a_constant_number_of_queries(
     for calls in (small, large):
         assert calls["search"] == 1
         assert calls["load_rows"] <= 4
-        assert calls["active_edges"] <= 2
-    assert large["search"] == 1
-    assert large["load_rows"] <= 4
-    assert large["active_edges"] <= 2
+        assert calls["downstream"] <= 2
+        assert calls["active_edges"] == 0  # not the whole tenant's links
     # Without batching there would be one query per dataset per field.
     assert sum(large.values()) < 10
+
+
+HISTORY_AND_EXPORTS = """
+query($first: Int!, $p: Int) {
+  datasetsConnection(first: $first, minPosition: $p) {
+    edges { node {
+      id
+      name
+      history { position version topic hash prevHash }
+      exports(first: 5) { id status datasetId }
+      denied: exports(status: "denied", first: 5) { id }
+    } }
+  }
+}
+"""
+
+
+def test_a_page_with_exports_and_history_is_a_constant_number_of_queries(
+    client: TestClient[Any], settings: Settings
+) -> None:
+    """30 datasets, two with exports (one allowed, one denied): a page of 5 and
+    a page of 30 with every dataset's history and exports each read the log
+    once and the exports view once per distinct arguments, never per dataset;
+    each dataset gets its own history (as REST's) and its own exports."""
+    allowed = exportable(client, settings, "a-allowed")
+    denied = exportable(client, settings, "a-denied")
+    for n in range(28):
+        _register(client, f"b{n:02}")
+    requested: dict[str, str] = {}
+    for dataset_id, purpose in ((allowed, "investigation"), (denied, "marketing")):
+        answer = gql(
+            client,
+            "mutation($d: ID!, $p: String!) { requestGovernedExport(datasetId: $d, "
+            'preset: "tokenize_strict", purpose: $p) }',
+            {"d": dataset_id, "p": purpose},
+        )
+        if answer.get("errors"):  # denied: the export is recorded all the same
+            requested[dataset_id] = answer["errors"][0]["extensions"]["exportId"]
+        else:
+            requested[dataset_id] = answer["data"]["requestGovernedExport"]
+    _settle(client, requested[allowed])
+    head = log_head(client)["position"]
+    caught_up = client.get(
+        "/v1/exports?limit=1",
+        headers={**bearer("acme"), "x-ig-min-position": str(head)},
+    )
+    assert caught_up.status_code == 200, caught_up.text
+    small, answer5 = _queries(client, 5, head, HISTORY_AND_EXPORTS)
+    large, answer30 = _queries(client, 30, head, HISTORY_AND_EXPORTS)
+    assert "errors" not in answer30, answer30
+    nodes = {
+        e["node"]["id"]: e["node"]
+        for e in answer30["data"]["datasetsConnection"]["edges"]
+    }
+    assert len(nodes) == 30
+    assert len(answer5["data"]["datasetsConnection"]["edges"]) == 5
+    for calls in (small, large):
+        assert calls["entries_for_many"] == 1
+        assert calls["exports_of"] == 2  # two argument sets: all, and denied
+        assert calls["entries_for"] == calls["list_exports"] == 0
+        assert calls["get_dataset"] == 0
+    assert small == large
+    for dataset_id, node in nodes.items():
+        rest = client.get(
+            f"/v1/datasets/{dataset_id}/history", headers=bearer("acme")
+        ).json()
+        assert [(h["position"], h["hash"], h["prevHash"]) for h in node["history"]] == [
+            (e["position"], e["hash"], e["prevHash"]) for e in rest["entries"]
+        ], node["name"]
+        assert node["history"][0]["version"] == 1
+        assert {x["datasetId"] for x in node["exports"]} <= {dataset_id}
+    assert [x["id"] for x in nodes[allowed]["exports"]] == [requested[allowed]]
+    assert nodes[allowed]["denied"] == []
+    assert [x["id"] for x in nodes[denied]["exports"]] == [requested[denied]]
+    assert [x["status"] for x in nodes[denied]["exports"]] == ["denied"]
+    assert [x["id"] for x in nodes[denied]["denied"]] == [requested[denied]]
+    assert sum(len(n["exports"]) for n in nodes.values()) == 2
+
+
+def _settle(client: TestClient[Any], export_id: str, timeout: float = 30.0) -> None:
+    """Wait until the export stops moving (its worker and projections would
+    otherwise read the views while the page is counted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(f"/v1/exports/{export_id}", headers=bearer("acme")).json()
+        if body["status"] in {"proven", "failed", "denied"}:
+            return
+        assert time.monotonic() < deadline, f"export stuck at {body['status']}"
+        time.sleep(0.05)
 
 
 def _register(client: TestClient[Any], name: str, upstream: list[str] = []) -> str:  # noqa: B006

@@ -10,7 +10,7 @@ import pytest
 
 from api.graphql.schema import printed_sdl
 from tests.conftest import REPO_ROOT
-from tests.graphql.support import codes, exportable, gql, log_head
+from tests.graphql.support import ACME, codes, exportable, gql, log_head
 
 if TYPE_CHECKING:
     from litestar.testing import TestClient
@@ -200,6 +200,28 @@ class TestErrors:
         answer = gql(client, "{ datasets(first: 201) { id } }")
         assert codes(answer) == ["bad-request"]
         assert answer["errors"][0]["extensions"]["field"] == "first"
+
+
+class TestGet:
+    def test_get_answers_a_query_and_refuses_a_mutation(
+        self, client: TestClient[Any]
+    ) -> None:
+        """GET /graphql?query= reads; a mutation by GET is refused, writing nothing."""
+        registered = gql(
+            client,
+            "mutation($input: DatasetInput!) { registerDatasetAccepted(input: $input) "
+            "{ id position } }",
+            {"input": INPUT},
+        )["data"]["registerDatasetAccepted"]
+        query = f"{{ datasets(minPosition: {registered['position']}) {{ name }} }}"
+        read = client.get("/graphql", params={"query": query}, headers=ACME)
+        assert read.status_code == 200, read.text
+        assert read.json()["data"] == {"datasets": [{"name": "orders"}]}
+        before = log_head(client)
+        retire = f'mutation {{ retireDataset(id: "{registered["id"]}") {{ version }} }}'
+        refused = client.get("/graphql", params={"query": retire}, headers=ACME)
+        assert refused.status_code == 400
+        assert log_head(client) == before
 
 
 class TestSchemaAndIde:

@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from api.auth import SCOPES
-from api.controllers.datasets import encode_cursor
+from api.paging import encode_cursor
 from projections.catalog import CatalogQuery
 from tests.conftest import SECRET, bearer, dataset_body
 
