@@ -276,6 +276,50 @@ def test_long_keys_follow_hmac(tmp_path: Path) -> None:
     )
 
 
+_TOKEN_TEXT = st.text(
+    alphabet=st.sampled_from(
+        [
+            "a",
+            "Z",
+            "0",
+            "7",
+            "@",
+            ".",
+            " ",
+            "\t",
+            "\x00",
+            "\x1c",
+            "\u03a3",
+            "\u0130",
+            "-",
+            "+",
+        ]
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TOKEN_TEXT, max_size=20))
+def test_column_tokens_equal_the_tokens_of_each_value(values: list[str]) -> None:
+    """A column tokenised at once (joined, normalised, encoded as one string) gives
+    each value's own token: spaces, case, sigma, NULs and empties included."""
+    for column, classification in (
+        ("email", "pii.email"),
+        ("phone", "pii.phone"),
+        ("name", "pii.name"),
+    ):
+        plan = plan_column(column, classification, "tokenize_strict", KEY, CONTEXT)
+        assert plan.fn is not None
+        assert plan.batch is not None
+        assert plan.batch(values) == list(map(plan.fn, values))
+    email = plan_column("email", "pii.email", "tokenize_strict", KEY, CONTEXT).fn
+    assert email is not None
+    assert [email(v) for v in values] == [
+        tok(v.strip().lower(), "email") if v.strip() else "" for v in values
+    ]
+
+
 # ------------------------------------------------------------------------ failures
 
 
@@ -341,6 +385,8 @@ def test_a_failed_export_keeps_an_existing_destination_untouched(
         ('a,b\n1,2\n"3"x,4\n', 2),  # text after a closing quote
         ('a,b\n1,2\n3,"4 ""x"" y"z\n', 2),  # the same, past the fast path
         ("a,b\n1,2\n\n3\n", 3),  # blank lines keep their number
+        ("a,b\n1,2,3\n4\n", 1),  # too many, then too few: the right total
+        ('a,b\n"1,2",3,4\n5\n', 1),  # the same with a quoted delimiter
     ],
 )
 def test_malformed_csv_rows_are_reported_with_their_row_number(
@@ -567,6 +613,49 @@ def test_column_suspects_cover_every_value_holding_pii(values: list[str]) -> Non
     assert flagged <= set(rec.suspects(values))
 
 
+_COLUMN_VALUES = st.lists(
+    st.lists(
+        st.one_of(
+            _PIECES,
+            st.sampled_from(
+                [
+                    "ann@example.com",
+                    "+44 20 7946 0958",
+                    "020 7946 0958",
+                    "4111 1111 1111 1111",
+                    "123-45-6789",
+                    "AB123456C",
+                    "\x00",
+                ]
+            ),
+        ),
+        max_size=8,
+    ).map("".join),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_COLUMN_VALUES)
+def test_column_redaction_equals_redacting_each_value(values: list[str]) -> None:
+    """Redacting and re-scanning a column as one NUL-joined text finds exactly what
+    each value alone gives (a value holding a NUL itself is done alone)."""
+    column = list(values)
+    counts: dict[str, int] = {}
+    candidates = rec.redact_column(column, counts)
+    one_by_one: dict[str, int] = {}
+    assert column == [rec.redact(v, one_by_one) for v in values]
+    assert counts == one_by_one
+    assert set(candidates) >= {i for i, v in enumerate(values) if rec.find_pii(v)}
+    expected = [
+        (i, kind)
+        for i, v in enumerate(values)
+        for kind in dict.fromkeys(rec.find_pii(v))
+    ]
+    assert rec.scan_column(values) == expected
+    assert rec.scan_column(values, candidates) == expected
+
+
 # ----------------------------------------------------------------------------- dob
 
 
@@ -656,6 +745,60 @@ def test_quoted_fields_spanning_lines_are_handled(tmp_path: Path) -> None:
     out, report = run(tmp_path, source, columns={"id": "public", "note": "free_text"})
     assert out == 'id,note\n1,"line one\nline two [EMAIL]"\n2,"x, y"\n3,z\n'
     assert report.rows == 3
+
+
+_FIELD = st.lists(
+    st.sampled_from(["a", "b c", ",", ";", '"', '""', "\x01", " ", "7", "\n", "\r\n"]),
+    max_size=4,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.lists(_FIELD, min_size=3, max_size=3), min_size=1, max_size=30),
+    spanning=st.booleans(),
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC]),
+    terminator=st.sampled_from(["\n", "\r\n"]),
+    delimiter=st.sampled_from([",", ";"]),
+    blanks=st.lists(st.integers(min_value=0, max_value=30), max_size=3),
+)
+def test_csv_records_read_back_as_the_csv_module_reads_them(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[list[str]],
+    spanning: bool,
+    quoting: int,
+    terminator: str,
+    delimiter: str,
+    blanks: list[int],
+) -> None:
+    """Whatever the quoting, terminators, blank lines or fields spanning lines, the
+    export holds the records the csv module reads from the source."""
+    if not spanning:  # one field spanning lines sends the whole file to csv
+        rows = [[f.replace("\r", "").replace("\n", "") for f in row] for row in rows]
+    lines = [_row_text(row, delimiter, quoting, terminator) for row in rows]
+    for at in sorted(blanks, reverse=True):
+        lines.insert(min(at, len(lines)), terminator)
+    header = _row_text(["x", "y", "z"], delimiter, quoting, terminator)
+    source = header + "".join(lines)
+    out, report = run(
+        tmp_path_factory.mktemp("records"),
+        source,
+        columns={"x": "public", "y": "public", "z": "public"},
+        preset="none",
+    )
+    read = [
+        r for r in csv.reader(io.StringIO(source, newline=""), delimiter=delimiter) if r
+    ]
+    assert list(csv.reader(io.StringIO(out, newline=""), delimiter=delimiter)) == read
+    assert report.rows == len(read) - 1
+
+
+def _row_text(row: list[str], delimiter: str, quoting: int, terminator: str) -> str:
+    buffer = io.StringIO()
+    csv.writer(
+        buffer, delimiter=delimiter, quoting=quoting, lineterminator=terminator
+    ).writerow(row)
+    return buffer.getvalue()
 
 
 def test_blank_lines_and_a_missing_final_newline_are_tolerated(tmp_path: Path) -> None:

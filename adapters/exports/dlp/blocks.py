@@ -14,8 +14,11 @@ BLOCK_BYTES = 256 * 1024  # small enough for a flat profile, big enough to amort
 MAX_LINE_BYTES = 16 * 1024 * 1024  # a "line" longer than this is not a record
 
 
-def blocks(f: io.BufferedReader, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """``(offset, raw)`` blocks of ``[start, end)``, each ending with a newline."""
+def blocks(
+    f: io.BufferedReader, start: int, end: int
+) -> Iterator[tuple[int, bytes, int]]:
+    """``(offset, raw, newlines)`` blocks of ``[start, end)``, each ending with a
+    newline; ``newlines`` counts them (``raw.count(b"\\n")``)."""
     f.seek(start)
     pos = start  # file offset of the end of ``carry``
     carry = b""
@@ -32,11 +35,12 @@ def blocks(f: io.BufferedReader, start: int, end: int) -> Iterator[tuple[int, by
                 raise SourceFormatError(lines + 1, "line longer than 16 MiB")
             carry = buf
             continue
-        lines += buf.count(b"\n", 0, cut)
-        yield pos - len(buf), buf[:cut]
+        newlines = buf.count(b"\n", 0, cut)
+        lines += newlines
+        yield pos - len(buf), buf[:cut], newlines
         carry = buf[cut:]
     if carry:
-        yield pos - len(carry), carry + b"\n"
+        yield pos - len(carry), carry + b"\n", 1  # carry holds no newline
 
 
 def decode_block(raw: bytes, first_row: int) -> str:

@@ -6,6 +6,7 @@ import csv
 import re
 from dataclasses import dataclass
 from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from adapters.exports.dlp import recognisers as rec
@@ -35,14 +36,19 @@ if TYPE_CHECKING:
 _NOT_QUOTE_OR_NL = bytes(b for b in range(256) if b not in b'"\n')
 _DELIMITERS = (",", "\t", ";", "|")
 _MASKED = "\x01"  # stands in for a delimiter inside a quoted field
+_SEP = "\x00"  # joins a column's values for C-level passes over all of them
 _PLAIN_KINDS = frozenset({TOKEN, YEAR, EMPTY})
+_FIRST, _LAST = itemgetter(0), itemgetter(-1)
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """Records of a block; ``masked`` as in CsvEngine.transform."""
+class Block:
+    """A parsed block: its columns when every line is a record of the header's
+    width (the common case), else its rows; ``masked`` as in transform."""
 
-    rows: list[list[str]]
+    columns: list[list[str]] | None
+    rows: list[list[str]] | None
+    n: int
     masked: bool
 
 
@@ -90,7 +96,9 @@ class CsvEngine:
             c.kind in _PLAIN_KINDS for _, c in self.plan if c.kind != DROP
         ]
         self.caches = {
-            c.name: ValueCache(c.fn) for _, c in self.plan if c.fn is not None
+            c.name: ValueCache(c.fn, batch=c.batch)
+            for _, c in self.plan
+            if c.fn is not None
         }
         self.raise_on_residual = preset != "none"
         self.counts: dict[str, dict[str, int]] = {}
@@ -100,21 +108,38 @@ class CsvEngine:
     def header_text(self) -> str:
         return self._encode([[name] for name in self.outputs], 1, header=True)
 
-    def parse_block(self, raw: bytes, first_row: int) -> _Rows | None:
+    def parse_block(self, raw: bytes, first_row: int) -> Block | None:
         """The records of a line-aligned block; None if a field spans lines."""
-        if quotes_span_lines(raw):
-            return None
-        text = decode_block(raw, first_row)
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            if quotes_span_lines(raw):
+                return None  # the csv module reads on, and finds the bad byte
+            text = decode_block(raw, first_row)  # raises, with the row
         if "\r" in text:
             if text.count("\r") != text.count("\r\n"):
                 return None  # a lone CR ends a record for the csv module: defer
             text = text.replace("\r\n", "\n")
         masked = False
         if '"' in text:
-            unquoted = self._unquote(text)
+            segments = text.split('"')
+            # Odd segments are inside quotes (a "" escape adds an empty even one):
+            # a newline there is a field spanning lines, as quotes_span_lines.
+            if "\n" in "".join(segments[1::2]):
+                return None
+            unquoted = self._unquote(text, segments)
             if unquoted is None:
-                return _Rows(self._csv_lines(text, first_row), masked=False)
+                rows = self._csv_lines(text, first_row)
+                return Block(None, rows, len(rows), masked=False)
             text, masked = unquoted, True
+        columns = self._columns(text)
+        if columns is not None:
+            return Block(columns, None, len(columns[0]), masked=masked)
+        rows = self._rows(text)
+        return Block(None, rows, len(rows), masked=masked)
+
+    def _rows(self, text: str) -> list[list[str]]:
+        """The rows of ``text`` (newline-terminated lines); [] for a blank line."""
         lines = text.split("\n")
         if lines[-1] == "":
             lines.pop()
@@ -123,24 +148,52 @@ class CsvEngine:
             for i, line in enumerate(lines):
                 if not line:
                     rows[i] = []  # as the csv module reads a blank line
-        return _Rows(rows, masked=masked)
+        return rows
 
-    def _unquote(self, text: str) -> str | None:
+    def _columns(self, text: str) -> list[list[str]] | None:
+        """The columns of ``text`` (newline-terminated lines), if every line is a
+        record of the header's width; None otherwise (blank lines, bad widths).
+
+        Each newline becomes a field of its own, so the block is one flat list of
+        fields, one C split; a column is then a stride slice of it. The newline
+        fields must sit exactly at every (width + 1)th place: then every line has
+        the header's width. No list per row and no transposition.
+        """
+        d, width = self.delimiter, self.width
+        # A blank line (skipped, as csv does, by the rows path) has one field, so
+        # the check below rejects it, unless one field is the header's width.
+        if width == 1 and (text.startswith("\n") or "\n\n" in text):
+            return None
+        fields = text.replace("\n", d + "\n" + d).split(d)
+        fields.pop()  # the empty field after the last newline
+        n = text.count("\n")
+        stride = width + 1
+        if len(fields) != n * stride or fields[width::stride].count("\n") != n:
+            return None
+        return [fields[i::stride] for i in range(width)]
+
+    def _unquote(self, text: str, segments: list[str]) -> str | None:
         """``text`` with its quoted fields unquoted, if they are all simple.
 
-        Simple: no escaped quote, quotes only around whole fields. Delimiters
-        inside become ``_MASKED``, restored per column later. All C-level passes,
-        where the csv module would cost a call per line and a frame per record.
+        ``segments``: ``text.split('"')``, with no newline inside quotes. Simple:
+        no escaped quote, quotes only around whole fields. Delimiters inside
+        become ``_MASKED``, restored per column later. All C-level passes, where
+        the csv module would cost a call per line and a frame per record.
         """
-        if '""' in text or _MASKED in text:
+        # An empty segment inside is a "" (an escaped quote or an empty field).
+        if _MASKED in text or "" in segments[1:-1]:
             return None
-        segments = text.split('"')
         outside = segments[0::2]
-        bounds = (self.delimiter, "\n")
-        # Each opening quote starts a field, each closing quote ends one.
+        # Each opening quote starts a field, each closing quote ends one. With no
+        # "" and a final newline, only the first outside segment can be empty.
         openers = outside[:-1] if outside[0] else outside[1:-1]
-        if not all(map(str.endswith, openers, repeat(bounds))) or not all(
-            map(str.startswith, outside[1:], repeat(bounds))
+        before = "".join(map(_LAST, openers))
+        after = "".join(map(_FIRST, outside[1:]))
+        bounds = len(before) + len(after)
+        d = self.delimiter
+        if (
+            before.count(d) + before.count("\n") + after.count(d) + after.count("\n")
+            != bounds
         ):
             return None
         segments[1::2] = map(
@@ -162,6 +215,15 @@ class CsvEngine:
             ) from None
         return rows
 
+    def transform_block(self, block: Block, first_row: int) -> str:
+        """Output text for a parsed block whose first record is ``first_row``."""
+        if block.columns is not None:
+            return self._transform(
+                block.columns, block.n, first_row, None, block.masked
+            )
+        assert block.rows is not None
+        return self.transform(block.rows, first_row, masked=block.masked)
+
     def transform(
         self, rows: list[list[str]], first_row: int, *, masked: bool = False
     ) -> str:
@@ -173,7 +235,18 @@ class CsvEngine:
         if not rows:
             return ""
         columns = list(zip(*rows, strict=True))
-        n = len(rows)
+        return self._transform(columns, len(rows), first_row, numbers, masked)
+
+    def _transform(
+        self,
+        columns: Sequence[Sequence[str]],
+        n: int,
+        first_row: int,
+        numbers: list[int] | None,
+        masked: bool,
+    ) -> str:
+        """Output text for ``n`` records as ``columns``; ``numbers`` if not
+        consecutive from ``first_row``."""
         out: list[Sequence[str]] = []
         hits: list[tuple[int, str, str]] = []
         for index, col in self.plan:
@@ -181,10 +254,8 @@ class CsvEngine:
                 bump(self.counts, col.name, col.label, n)
                 continue
             values = columns[index]
-            if masked and _MASKED in "".join(values):
-                values = tuple(
-                    map(str.replace, values, repeat(_MASKED), repeat(self.delimiter))
-                )
+            if masked:
+                values = self._unmask(values)
             result, candidates = self._apply(col, values)
             if col.scan:
                 hits.extend(
@@ -198,6 +269,15 @@ class CsvEngine:
                 raise ResidualPiiError(hits)
         self.rows += n
         return self._encode(out, n)
+
+    def _unmask(self, values: Sequence[str]) -> Sequence[str]:
+        """``values`` with the delimiters _unquote masked put back."""
+        joined = _SEP.join(values)
+        if _MASKED not in joined:
+            return values
+        if joined.count(_SEP) == len(values) - 1:
+            return joined.replace(_MASKED, self.delimiter).split(_SEP)
+        return list(map(str.replace, values, repeat(_MASKED), repeat(self.delimiter)))
 
     def _records(
         self, rows: list[list[str]], first_row: int
@@ -217,7 +297,7 @@ class CsvEngine:
         return rows, numbers
 
     def _apply(
-        self, col: Column, values: tuple[str, ...]
+        self, col: Column, values: Sequence[str]
     ) -> tuple[Sequence[str], list[int] | None]:
         """A column's output values, and the suspects already known (free text)."""
         name, kind, n = col.name, col.kind, len(values)
@@ -280,8 +360,15 @@ class CsvEngine:
             return lt * n  # every column dropped: keep one (empty) line per row
         if len(cols) == 1:
             # A lone empty field must be quoted, or it reads back as a blank line.
-            cols = [[v or '""' for v in cols[0]]]
-        return lt.join(map(d.join, zip(*cols, strict=True))) + lt
+            return lt.join([v or '""' for v in cols[0]]) + lt
+        # One flat list (value, delimiter, value, ..., terminator) per row, filled
+        # by stride slices and joined once: no tuple and no join per row.
+        k = len(cols)
+        flat = [d] * (2 * k * n)
+        for i, col in enumerate(cols):
+            flat[2 * i :: 2 * k] = col
+        flat[2 * k - 1 :: 2 * k] = [lt] * n
+        return "".join(flat)
 
 
 def sniff(first_line: bytes) -> tuple[str, str]:

@@ -185,16 +185,16 @@ def _single(
     sink.write(output_header(job))
     lines = 0
     with open(job.source, "rb") as src:  # noqa: PTH123
-        for offset, raw in blocks(src, job.start, job.end):
+        for offset, raw, newlines in blocks(src, job.start, job.end):
             if isinstance(engine, CsvEngine):
                 parsed = engine.parse_block(raw, lines + 1)
                 if parsed is None:
                     _csv_stream(engine, src, offset, lines + 1, sink, job, progress)
                     break
-                text = engine.transform(parsed.rows, lines + 1, masked=parsed.masked)
+                text = engine.transform_block(parsed, lines + 1)
             else:
                 text = engine.transform_block(raw, lines + 1)
-            lines += raw.count(b"\n")
+            lines += newlines
             sink.write(text.encode())
             if progress is not None:
                 progress(min(offset + len(raw), job.end), job.end)

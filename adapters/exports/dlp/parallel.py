@@ -89,17 +89,17 @@ def _run_part(job: Job) -> _PartResult:
     chunks: list[bytes] = []
     with open(job.source, "rb") as src:  # noqa: PTH123
         try:
-            for _, raw in blocks(src, job.start, job.end):
+            for _, raw, newlines in blocks(src, job.start, job.end):
                 first = result.lines + 1
                 if isinstance(engine, CsvEngine):
                     parsed = engine.parse_block(raw, first)
                     if parsed is None:
                         result.fallback = True
                         return result
-                    text = engine.transform(parsed.rows, first, masked=parsed.masked)
+                    text = engine.transform_block(parsed, first)
                 else:
                     text = engine.transform_block(raw, first)
-                result.lines += raw.count(b"\n")
+                result.lines += newlines
                 chunks.append(text.encode())
         except DlpError as error:
             result.error = error

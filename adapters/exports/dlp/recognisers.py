@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from functools import lru_cache
-from itertools import accumulate
-from operator import add
+from itertools import accumulate, compress
+from operator import add, itemgetter
 from typing import TYPE_CHECKING
 
 import phonenumbers
@@ -312,8 +312,10 @@ def redact(text: str, counts: dict[str, int] | None = None) -> str:
         counts: incremented at ``redacted_<recogniser>`` per replacement.
     """
     spans = pii_spans(text)
-    if not spans:
-        return text
+    return _replaced(text, spans, counts) if spans else text
+
+
+def _replaced(text: str, spans: list[Span], counts: dict[str, int] | None) -> str:
     parts: list[str] = []
     done = 0
     for start, end, kind in spans:
@@ -326,51 +328,77 @@ def redact(text: str, counts: dict[str, int] | None = None) -> str:
     return "".join(parts)
 
 
+_EVIDENCE = b"0123456789@" + _SEP.encode()
+_NOT_EVIDENCE = bytes(b for b in range(256) if b not in _EVIDENCE)
+_MIN_DIGITS = 6  # a NINO's; phones, SSNs and cards have 9 or more
+# Truthy for a piece of at least _MIN_DIGITS bytes (a slice, so never raises).
+_LONG_ENOUGH = itemgetter(slice(_MIN_DIGITS - 1, _MIN_DIGITS))
+
+
+def _evidence(text: str) -> bytes:
+    """The ASCII digits and NULs of ``text``, each "@" as _MIN_DIGITS of them.
+
+    So a piece of it between NULs is at least _MIN_DIGITS long iff its value
+    has that many digits or an "@". Two C passes over the text.
+    """
+    kept = text.encode("utf-8", "surrogatepass").translate(None, _NOT_EVIDENCE)
+    return kept.replace(b"@", b"@" * _MIN_DIGITS) if b"@" in kept else kept
+
+
 def suspects(values: Sequence[str]) -> list[int]:
     """Indexes of the values that may hold PII (a superset; usually few).
 
-    One C-level search over the column joined by NULs replaces a Python call per
-    value; the positions found are mapped back to values by bisection.
+    Every digit pattern needs 6 ASCII digits and an email its "@", so a value
+    with fewer digits and no "@" holds no PII. The column is joined by NULs and
+    reduced to its evidence (see _evidence); split back at the NULs, the pieces
+    long enough are the suspects. No regex and no Python call per value.
     """
     if not values:
         return []
     joined = _SEP.join(values)
-    has_at = "@" in joined
-    if not has_at and max(map(len, values)) < _SHORTEST:
-        return []
-    first = _TRIGGER.search(joined)
-    if not has_at and first is None:
+    if "@" not in joined and max(map(len, values)) < _SHORTEST:
         return []
     if joined.count(_SEP) != len(values) - 1:
-        # A value holds a NUL itself: positions would not map back, go one by one.
-        return [
-            i
-            for i, v in enumerate(values)
-            if "@" in v or _TRIGGER.search(v) is not None
-        ]
-    # ends[i] is the offset of the separator after value i (== len(joined) at end).
-    ends = list(map(add, accumulate(map(len, values)), range(len(values))))
-    found: set[int] = set()
-    if first is not None:
-        found.update(bisect_right(ends, m.start()) for m in _TRIGGER.finditer(joined))
-    if has_at:
-        at = joined.find("@")
-        while at >= 0:
-            index = bisect_right(ends, at)
-            found.add(index)
-            at = joined.find("@", ends[index] + 1)  # one "@" per value is enough
-    return sorted(found)
+        # A value holds a NUL itself: pieces would not map back, go one by one.
+        return [i for i, v in enumerate(values) if _may_hold_pii(v)]
+    pieces = _evidence(joined).split(_SEP.encode())
+    return list(compress(range(len(values)), map(_LONG_ENOUGH, pieces)))
+
+
+def _may_hold_pii(value: str) -> bool:
+    return len(_evidence(value).replace(_SEP.encode(), b"")) >= _MIN_DIGITS
+
+
+def _joined(values: list[str]) -> str | None:
+    """``values`` joined by NULs; None if a value holds a NUL itself.
+
+    No pattern crosses a NUL, so the recognisers find in the joined text exactly
+    what they find in each value, for one call per column instead of per value.
+    """
+    joined = _SEP.join(values)
+    return joined if joined.count(_SEP) == len(values) - 1 else None
 
 
 def redact_column(values: list[str], counts: dict[str, int]) -> list[int]:
     """Redact a column in place, counting replacements; returns the suspects.
 
-    Values outside the returned indexes were left untouched and hold no trigger,
+    Values outside the returned indexes were left untouched and cannot hold PII,
     so a re-scan of the output only needs to look at those indexes.
     """
     found = suspects(values)
-    for i in found:
-        values[i] = redact(values[i], counts)
+    if not found:
+        return found
+    joined = _joined([values[i] for i in found])
+    if joined is None:
+        for i in found:
+            values[i] = redact(values[i], counts)
+        return found
+    spans = pii_spans(joined)
+    if spans:
+        # Placeholders hold no NUL: the pieces are the suspects, in order.
+        pieces = _replaced(joined, spans, counts).split(_SEP)
+        for i, piece in zip(found, pieces, strict=True):
+            values[i] = piece
     return found
 
 
@@ -385,4 +413,20 @@ def scan_column(
             computed when None.
     """
     indexes = suspects(values) if candidates is None else candidates
-    return [(i, kind) for i in indexes for kind in dict.fromkeys(find_pii(values[i]))]
+    if not indexes:
+        return []
+    chosen = [values[i] for i in indexes]
+    joined = _joined(chosen)
+    if joined is None:
+        return [
+            (i, kind) for i in indexes for kind in dict.fromkeys(find_pii(values[i]))
+        ]
+    spans = pii_spans(joined)
+    if not spans:
+        return []
+    # ends[k] is the offset of the separator after value k (== len(joined) at end).
+    ends = list(map(add, accumulate(map(len, chosen)), range(len(chosen))))
+    hits = {
+        (indexes[bisect_right(ends, start)], kind): None for start, _, kind in spans
+    }
+    return list(hits)
