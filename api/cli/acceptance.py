@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +73,8 @@ class Target:
     env: dict[str, str]
     var: Path | None
     scratch: Path
+    settings: dict[str, str] = field(default_factory=dict)
+    """The caller's --env settings: the servers a pack starts get them too."""
 
     def client(self) -> httpx.Client:
         import httpx  # noqa: PLC0415
@@ -107,6 +109,7 @@ class Throwaway:
         from api.auth import TENANT_SCOPES, issue_token  # noqa: PLC0415
 
         self.root = root
+        self.settings = dict(extra_env or {})
         self.var = root / "var"
         (self.var / "data").mkdir(parents=True)
         secret = secrets.token_hex(32)
@@ -169,7 +172,9 @@ class Throwaway:
         raise RuntimeError(msg)
 
     def target(self) -> Target:
-        return Target(self.base, self.token, self.env, self.var, self.root)
+        return Target(
+            self.base, self.token, self.env, self.var, self.root, self.settings
+        )
 
     def close(self) -> None:
         import signal  # noqa: PLC0415
@@ -599,7 +604,11 @@ def _stale_read(target: Target) -> Check:
     try:
         server = Throwaway(
             target.scratch / "dr-api",
-            {"CONDUCTOR_DR_ROOT": str(root), "CONDUCTOR_DR_REGION": "A"},
+            {
+                **target.settings,
+                "CONDUCTOR_DR_ROOT": str(root),
+                "CONDUCTOR_DR_REGION": "A",
+            },
         )
         try:
             import httpx  # noqa: PLC0415
@@ -770,7 +779,8 @@ def add_commands(sub: Any) -> None:
         "--env",
         action="append",
         metavar="CONDUCTOR_KEY=VALUE",
-        help="with --throwaway: a setting for the temporary server (repeatable)",
+        help="with --throwaway: a setting for the temporary servers (the DR "
+        "pack's API too; repeatable)",
     )
     run.add_argument("--json", action="store_true", help="print the results as JSON")
     run.set_defaults(func=cmd_acceptance, store=False)

@@ -71,6 +71,20 @@ def test_dr_pack_passes_with_a_measured_drill_and_a_stale_read() -> None:
     assert "region B" in stale["figure"]
 
 
+def test_dr_pack_fails_when_stale_reads_are_never_served() -> None:
+    """Broken on purpose: with a stale-read TTL of 0 ms a standby that lags at
+    all is not read (the primary answers), so no answer says it is stale."""
+    code, result = acceptance(
+        "--pack", "dr", "--throwaway", "--env", "CONDUCTOR_STALE_READ_TTL_MS=0"
+    )
+    assert code == 1, result
+    checks = by_name(result)
+    stale = checks["x-ig-stale-read on a stale read"]
+    assert not stale["ok"], stale
+    assert "x-ig-stale-read None" in stale["figure"], stale
+    assert checks["DR drill meets RTO/RPO"]["ok"]  # only the broken part fails
+
+
 def test_export_pack_passes_on_a_throwaway() -> None:
     code, result = acceptance("--pack", "export", "--throwaway")
     assert code == 0, result
