@@ -42,7 +42,7 @@ FIRST = "-"
 
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 ContractStatus = Annotated[
-    str | None, QueryParameter(query="contractStatus", max_length=200)
+    str | None, QueryParameter(name="contractStatus", max_length=200)
 ]
 Trail = Annotated[str | None, QueryParameter(max_length=TRAIL_MAX * 600)]
 

@@ -11,7 +11,7 @@ is shown next to the user's unsaved values, which stay in the form.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -156,7 +156,7 @@ class DatasetFormPages(Controller):
         user: NamedDependency[ConsoleUser],
         core: NamedDependency[Core],
         catalog: NamedDependency[CatalogBundle],
-        data: Form = Body(media_type=RequestEncodingType.URL_ENCODED),  # noqa: B008
+        data: Annotated[Form, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Template | Redirect:
         """Register through the registry; its errors come back beside the fields."""
         require_scope(user, "catalog.write")
@@ -229,7 +229,7 @@ class DatasetFormPages(Controller):
         dataset_id: FromPath[UUID],
         core: NamedDependency[Core],
         catalog: NamedDependency[CatalogBundle],
-        data: Form = Body(media_type=RequestEncodingType.URL_ENCODED),  # noqa: B008
+        data: Annotated[Form, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Template | Redirect:
         """Amend with the form's version as If-Match; a newer one is shown."""
         require_scope(user, "catalog.write")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, get, post
@@ -112,7 +112,7 @@ class ExportFormPages(Controller):
         core: NamedDependency[Core],
         catalog: NamedDependency[CatalogBundle],
         exports: NamedDependency[ExportsBundle],
-        data: Form = Body(media_type=RequestEncodingType.URL_ENCODED),  # noqa: B008
+        data: Annotated[Form, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ) -> Template | Redirect:
         """Judge the request; go to the export's page, which shows the decision."""
         require_scope(user, "export.request")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.params import Body
+from litestar.params import Body, QueryParameter
 from litestar.response import Redirect, Template
 
 from api.console.session import (
@@ -56,8 +56,8 @@ def _form(
 @get("/sign-in", sync_to_thread=False)
 def sign_in_page(
     request: Request[Any, Any, Any],
-    next: str | None = None,  # noqa: A002 - the query parameter's name
-    signed_out: bool = False,
+    next: Annotated[str | None, QueryParameter()] = None,  # noqa: A002 - its name
+    signed_out: Annotated[bool, QueryParameter()] = False,
 ) -> Template:
     """The sign-in form (a token field; the link's #token= fills it in)."""
     return _form(
@@ -70,7 +70,7 @@ def sign_in_page(
 @post("/sign-in", status_code=303)
 async def sign_in(
     request: Request[Any, Any, Any],
-    data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED),  # noqa: B008
+    data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Response[Any]:
     """Verify the token like the API does; on success it becomes the session."""
     token = (data.get("token") or "").strip()

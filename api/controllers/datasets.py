@@ -163,7 +163,7 @@ Limit = Annotated[
 Depth = Annotated[int, QueryParameter(ge=1, le=20)]
 Text = Annotated[str | None, QueryParameter(max_length=200)]
 ContractStatus = Annotated[
-    str | None, QueryParameter(query="contractStatus", max_length=200)
+    str | None, QueryParameter(name="contractStatus", max_length=200)
 ]
 
 
