@@ -91,14 +91,15 @@ class RetiredState(_State):
     pass
 
 
+_STATES: dict[type, type[_State]] = {
+    Dataset.Registered: RegisteredState,
+    Dataset.Amended: AmendedState,
+    Dataset.LineageLinked: LineageLinkedState,
+    Dataset.Retired: RetiredState,
+}
 _DECODERS: dict[str, Callable[[bytes], _State]] = {
     get_topic(event): msgspec.json.Decoder(state).decode
-    for event, state in (
-        (Dataset.Registered, RegisteredState),
-        (Dataset.Amended, AmendedState),
-        (Dataset.LineageLinked, LineageLinkedState),
-        (Dataset.Retired, RetiredState),
-    )
+    for event, state in _STATES.items()
 }
 
 
@@ -124,57 +125,39 @@ def ids_text(boxes: Sequence[Boxed]) -> str:
     return _encode([box.data for box in boxes]).decode() if boxes else "[]"
 
 
+_OWN = frozenset(_State.__struct_fields__)
+"""Fields set from the event's envelope, not its attributes."""
+_RAW_FIELDS = {
+    state: frozenset(
+        f.name for f in msgspec.structs.fields(state) if f.type is msgspec.Raw
+    )
+    for state in _STATES.values()
+}
+"""Per struct, the fields kept as raw JSON (the event holds them as tuples)."""
+
+
 def from_event(event: Any) -> _State | None:
-    """The struct for a domain event object (the library runner's input)."""
-    key, version = event.originator_id.hex, event.originator_version
-    timestamp = Boxed(event.timestamp.isoformat())
-    if isinstance(event, Dataset.Registered):
-        return RegisteredState(
-            key=key,
-            originator_version=version,
-            timestamp=timestamp,
-            tenant=event.tenant,
-            name=event.name,
-            description=event.description,
-            license=event.license,
-            purposes=_raw(event.purposes),
-            retention=event.retention,
-            region=event.region,
-            contract_version=event.contract_version,
-            contract_status=event.contract_status,
-            tags=_raw(event.tags),
-            owner=event.owner,
-            location=event.location,
-            columns=_raw(event.columns),
-            upstream=tuple(Boxed(i.hex) for i in event.upstream),
-        )
-    if isinstance(event, Dataset.Amended):
-        return AmendedState(
-            key=key,
-            originator_version=version,
-            timestamp=timestamp,
-            description=event.description,
-            license=event.license,
-            purposes=_raw(event.purposes),
-            retention=event.retention,
-            region=event.region,
-            contract_version=event.contract_version,
-            contract_status=event.contract_status,
-            tags=_raw(event.tags),
-            owner=event.owner,
-            location=event.location,
-            columns=_raw(event.columns),
-        )
-    if isinstance(event, Dataset.LineageLinked):
-        return LineageLinkedState(
-            key=key,
-            originator_version=version,
-            timestamp=timestamp,
-            upstream=tuple(Boxed(i.hex) for i in event.upstream),
-        )
-    if isinstance(event, Dataset.Retired):
-        return RetiredState(key=key, originator_version=version, timestamp=timestamp)
-    return None
+    """The struct for a domain event object (the library runner's input):
+    each field is the event's attribute of that name, in its stored form."""
+    state = _STATES.get(type(event))
+    if state is None:
+        return None
+    fields: dict[str, Any] = {}
+    for name in state.__struct_fields__:
+        if name in _OWN:
+            continue
+        value = getattr(event, name)
+        if name == "upstream":
+            value = tuple(Boxed(i.hex) for i in value)
+        elif name in _RAW_FIELDS[state]:  # purposes, tags, columns
+            value = _raw(value)
+        fields[name] = value
+    return state(
+        key=event.originator_id.hex,
+        originator_version=event.originator_version,
+        timestamp=Boxed(event.timestamp.isoformat()),
+        **fields,
+    )
 
 
 def _raw(values: Sequence[Any]) -> msgspec.Raw:

@@ -99,18 +99,12 @@ class _TenancySQL(SqlView, TenancyView):
                     )
             self._insert_tracking(c, tracking)  # type: ignore[attr-defined]
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        for table in (
-            "tenancy_slice",
-            "tenancy_owners",
-            "tenancy_policies",
-            "tenancy_bindings",
-        ):
-            c.execute(f"DELETE FROM {table}")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = (
+        "tenancy_slice",
+        "tenancy_owners",
+        "tenancy_policies",
+        "tenancy_bindings",
+    )
 
 
 class SQLiteTenancyView(SQLiteSqlView, _TenancySQL):

@@ -256,13 +256,7 @@ class _BurnSQL(SqlView, BurnView):
             windows = {r["window_name"]: r for r in c.fetchall()}
         return _burn_row(found, windows)
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        for table in ("burn_minutes", "burn_budgets", "burn_tenants", "burn_windows"):
-            c.execute(f"DELETE FROM {table}")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = ("burn_minutes", "burn_budgets", "burn_tenants", "burn_windows")
 
 
 def _burn_row(found: Any, windows: dict[str, Any]) -> BurnRow:

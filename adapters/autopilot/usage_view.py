@@ -165,13 +165,7 @@ class _UsageSQL(SqlView, UsageView):
             )
             return dropped
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        c.execute("DELETE FROM usage_minutes")
-        c.execute("DELETE FROM budgets_view")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = ("usage_minutes", "budgets_view")
 
 
 class SQLiteUsageView(SQLiteSqlView, _UsageSQL):

@@ -80,12 +80,7 @@ class _GateRunsSQL(SqlView, GateRunsView):
             c.execute("SELECT DISTINCT tenant FROM gate_runs_view ORDER BY tenant")
             return [r["tenant"] for r in c.fetchall()]
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        c.execute("DELETE FROM gate_runs_view")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = ("gate_runs_view",)
 
 
 class SQLiteGateRunsView(SQLiteSqlView, _GateRunsSQL):

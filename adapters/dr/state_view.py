@@ -125,13 +125,7 @@ class _DrStateSQL(SqlView, DrStateView):
             c.execute("SELECT * FROM dr_state_regions ORDER BY region")
             return [_row(r) for r in c.fetchall()]
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        c.execute("DELETE FROM dr_state_regions")
-        c.execute("DELETE FROM dr_state_reads")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = ("dr_state_regions", "dr_state_reads")
 
 
 class SQLiteDrStateView(SQLiteSqlView, _DrStateSQL):

@@ -255,14 +255,7 @@ class _ErSQL(SqlView, ErView):
             )
             return list(c.fetchall())
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        c.execute(f"DELETE FROM {JOBS}")
-        c.execute(f"DELETE FROM {LOCATIONS}")
-        c.execute(f"DELETE FROM {RESOLUTIONS}")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = (JOBS, LOCATIONS, RESOLUTIONS)
 
 
 class SQLiteErView(SQLiteSqlView, _ErSQL):

@@ -237,13 +237,7 @@ class _ExportsSQL(SqlView, ExportsView):
             c.execute(f"{SELECT}WHERE e.status = 'allowed'")
             return [_row(r) for r in c.fetchall()]
 
-    def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        c.execute("DELETE FROM exports_view")
-        c.execute("DELETE FROM exports_view_detail")
-        c.execute(
-            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
-            ("__migration__",),
-        )
+    view_rows = ("exports_view", "exports_view_detail")
 
 
 class SQLiteExportsView(SQLiteSqlView, _ExportsSQL):

@@ -37,9 +37,21 @@ class SqlView(ABC):
     def _writing(self) -> AbstractContextManager[Any]:
         """A write transaction yielding a cursor."""
 
-    @abstractmethod
+    view_rows: ClassVar[tuple[str, ...]]
+    """The view's tables: emptied, with its tracking positions, by reset."""
+
     def _drop_rows(self, c: Any, tracking_table: str) -> None:
-        """Delete the view's rows and its tracking positions (for reset)."""
+        """Delete the view's rows and its tracking positions (for reset).
+
+        The library's "__migration__" marker row stays, or the next open
+        would run its migrations again on tables that exist.
+        """
+        for table in self.view_rows:
+            c.execute(f"DELETE FROM {table}")
+        c.execute(
+            self._sql(f"DELETE FROM {tracking_table} WHERE application_name != ?"),
+            ("__migration__",),
+        )
 
 
 class SQLiteSqlView(SqlView, SQLiteViewRecorder):
