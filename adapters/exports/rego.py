@@ -8,6 +8,9 @@ queries/s, against ~1k re-parsing each time); pass the input as a
 regopy.Input built from the dict; query a decision object, because a false
 boolean comes back as undefined; read the output while the Output object is
 alive. An interpreter is not thread-safe, so each compiled policy has a lock.
+regopy binds librego through ctypes.CDLL, which drops the GIL around every
+call; building one input is dozens of calls, and under load each drop hands
+the GIL to another thread and back (see hold_gil_during_rego).
 
 `SandboxedRegoEngine` evaluates tenants' own policies in confined worker
 processes (adapters.exports.rego_sandbox), refuses at publication any builtin whose
@@ -18,6 +21,7 @@ auditors), and runs the modules on probe inputs under the same limits.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import threading
@@ -43,6 +47,31 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence
 
     from adapters.exports.rego_sandbox import RegoSandbox
+
+
+def hold_gil_during_rego(library: Any = regopy.rego_shared) -> None:
+    """Rebind regopy's functions to keep the GIL while librego runs.
+
+    A call into librego is microseconds of CPU (evaluating a shipped policy
+    ~0.3 ms in all), so releasing the GIL around each gains no parallelism:
+    it costs a hand-off per call (futex wake, context switch) whenever other
+    threads wait for the GIL, as the request handlers do. ctypes.PyDLL is
+    CDLL without the release. Only shipped, bounded policies run in this
+    process; tenants' own run in the sandbox's worker processes.
+    """
+    loaded = library.rego
+    if isinstance(loaded, ctypes.PyDLL):
+        return
+    holding = ctypes.PyDLL(library.path)  # dlopen again: the same handle
+    # The functions regopy has typed so far are cached on the CDLL by name.
+    for name, function in list(vars(loaded).items()):
+        if hasattr(function, "argtypes"):
+            rebound = getattr(holding, name)
+            rebound.argtypes, rebound.restype = function.argtypes, function.restype
+    library.rego = holding
+
+
+hold_gil_during_rego()
 
 ENTRYPOINT = "conductor/export/decision"
 UNDEFINED = "policy_decision_undefined"

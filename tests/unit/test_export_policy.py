@@ -258,3 +258,23 @@ class TestPolicyAndExport:
             )
         fields = {v.field for v in caught.value.violations}
         assert fields == {"preset", "purpose", "destination_region"}
+
+
+def test_librego_calls_keep_the_gil_and_their_signatures() -> None:
+    """After import, regopy calls librego through a PyDLL with the same types."""
+    import ctypes  # noqa: PLC0415
+
+    import regopy  # noqa: PLC0415
+
+    from adapters.exports.rego import hold_gil_during_rego  # noqa: PLC0415
+
+    library = regopy.rego_shared.rego
+    assert isinstance(library, ctypes.PyDLL)
+    fresh = ctypes.CDLL(library._name)
+    assert fresh.regoInputString.argtypes is None  # types come from regopy only
+    assert library.regoInputString.argtypes == [ctypes.c_void_p, ctypes.c_char_p]
+    assert library.regoInputString.restype is ctypes.c_uint32
+    hold_gil_during_rego()  # a second call leaves the binding as it is
+    assert regopy.rego_shared.rego is library
+    verdict = ENGINE.evaluate(DIGEST, SOURCES, {}, tenant="acme")
+    assert verdict.allow is False
