@@ -11,6 +11,7 @@ See docs/adr/0002-batched-projections.md.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     )
 
 APPLICATION_NAME = "ledger"
+QUIET_LINGER_S = 0.005
+"""The linger while the log is quiet: a lone write shows in the views at once."""
+RATE_WINDOW_S = 1.0
+"""The time constant of a runner's estimate of the log's event rate."""
 Page = tuple[int, list[tuple[Any, Tracking]], int]
 """(position of the page's last event, decoded items of the projection's
 topics, events read)."""
@@ -78,7 +83,8 @@ class BatchRunner:
         mapper: Mapper[Any],
         batch_size: int = 1000,
         poll_interval: float = 0.5,
-        linger: float = 0.005,
+        linger: float = 0.05,
+        busy_events_s: float = 200.0,
         on_batch: Callable[[str, int, int], None] | None = None,
         read_ahead: bool | None = None,
     ) -> None:
@@ -89,7 +95,14 @@ class BatchRunner:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.linger = linger
-        """After a wake-up, wait this long for more commits to share the batch."""
+        """After a wake-up under load, wait this long for more commits to share
+        the batch, unless a reader waits for a position (see wait)."""
+        self.busy_events_s = busy_events_s
+        """Under load: this process commits this many events/s or more
+        (averaged over about RATE_WINDOW_S; a backlog read at start-up does not
+        count). Below it the runner lingers QUIET_LINGER_S."""
+        self._rate = 0.0
+        self._rate_at = time.monotonic()
         self.on_batch = on_batch
         self.read_ahead = (
             not isinstance(recorder, SQLiteApplicationRecorder)
@@ -108,6 +121,7 @@ class BatchRunner:
             decode if decode is not None else self._to_domain_event
         )
         self._wake = threading.Event()
+        self._urgent = threading.Event()
         self._resume = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,8 +208,11 @@ class BatchRunner:
                 yield page
                 page = following.result() if following is not None else None
 
-    def wake(self, _position: int = 0, _events: int = 0) -> None:
-        """Ask the runner to look at the log now (called after local commits)."""
+    def wake(self, _position: int = 0, events: int = 0) -> None:
+        """Ask the runner to look at the log now (called after local commits,
+        one at a time: group commit's leader calls its listeners)."""
+        if events:
+            self._arrived(events)
         self._wake.set()
 
     def resume(self, *_: object) -> None:
@@ -220,6 +237,7 @@ class BatchRunner:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._urgent.set()
         self._wake.set()
         self._resume.set()
         if self._thread is not None:
@@ -236,14 +254,29 @@ class BatchRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
+            self._urgent.set()  # no lingering while someone waits
             self._wake.set()
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.05)
+
+    def _arrived(self, events: int) -> None:
+        """Fold ``events`` just committed into the decaying events/s estimate."""
+        now = time.monotonic()
+        decay = math.exp(-(now - self._rate_at) / RATE_WINDOW_S)
+        self._rate = self._rate * decay + events / RATE_WINDOW_S
+        self._rate_at = now
+
+    def _linger_s(self) -> float:
+        """How long to gather commits after a wake-up (see linger)."""
+        if self._rate >= self.busy_events_s:
+            return self.linger
+        return min(self.linger, QUIET_LINGER_S)
 
     def _loop(self) -> None:
         backoff = self.poll_interval
         while not self._stop.is_set():
             self._wake.clear()
+            self._urgent.clear()
             self._resume.clear()  # a resume() from now on cuts the backoff short
             try:
                 self.catch_up()
@@ -255,8 +288,13 @@ class BatchRunner:
                 continue
             self.error = ""
             backoff = self.poll_interval
-            if self._wake.wait(self.poll_interval) and self.linger:
-                # Commits arrive in bursts: gathering a few milliseconds of them
-                # makes one view transaction out of many (and frees the GIL and
-                # the write lock for the commands meanwhile).
-                self._stop.wait(self.linger)
+            if self._wake.wait(self.poll_interval) and (linger := self._linger_s()):
+                # Commits arrive in bursts: gathering them for a while makes one
+                # view transaction out of many (and frees the GIL and the write
+                # lock for the commands meanwhile). Under load, ten views each
+                # writing per commit kept SQLite's write lock so busy that a
+                # command waited ~7 ms to begin its commit. Quiet, a write
+                # shows in the views within milliseconds, as clients that read
+                # without x-ig-min-position expect; a read waiting for a
+                # position cuts even the long linger short.
+                self._urgent.wait(linger)

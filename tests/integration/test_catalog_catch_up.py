@@ -3,6 +3,7 @@ read ahead of the writes, and what the views write per batch."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -230,3 +231,60 @@ class TestReadAhead:
         threads contend for the GIL and catch-up is slower."""
         runner = runner_on(ledger, catalog_view(ledger), ledger.recorder)
         assert runner.read_ahead is (ledger.backend == "postgres")
+
+
+class TestLinger:
+    def test_a_busy_log_lingers_until_a_read_waits(self, ledger: Ledger) -> None:
+        """Under load a runner gathers commits (here for up to 30 s), yet a 10 s
+        wait for a position is served, and stop() ends the linger at once."""
+        app = Datasets(ledger, regions=REGIONS)
+        view = catalog_view(ledger)
+        runner = woken_only(ledger, view, linger=30.0, busy_events_s=0.0)
+        thread = runner._thread  # to see it end
+        assert thread is not None
+        try:
+            first = app.register_dataset(tenant="acme", spec=spec("one")).position
+            assert first is not None
+            runner.wake(first, 1)  # as the commit listener does
+            time.sleep(0.3)
+            assert runner.position() < first  # gathering more commits
+            last = app.register_dataset(tenant="acme", spec=spec("two")).position
+            assert last is not None
+            assert runner.wait(last, timeout=10.0)
+            assert sorted(r.name for r in all_rows(view)) == ["0", "one", "two"]
+            runner.wake(last + 1, 1)  # lingering again
+            time.sleep(0.3)
+        finally:
+            runner.stop(timeout=10.0)
+        assert not thread.is_alive()
+
+    def test_a_quiet_log_shows_a_write_at_once(self, ledger: Ledger) -> None:
+        """Below the busy rate the linger is milliseconds, not the 30 s set for
+        load: a client reading without x-ig-min-position sees its write."""
+        app = Datasets(ledger, regions=REGIONS)
+        view = catalog_view(ledger)
+        runner = woken_only(ledger, view, linger=30.0)
+        try:
+            for name in ("one", "two"):
+                position = app.register_dataset(tenant="acme", spec=spec(name)).position
+                assert position is not None
+                runner.wake(position, 1)
+                deadline = time.monotonic() + 10.0
+                while runner.position() < position and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert runner.position() >= position
+        finally:
+            runner.stop(timeout=10.0)
+
+
+def woken_only(ledger: Ledger, view: CatalogView, **kwargs: Any) -> BatchRunner:
+    """A started runner, caught up, that looks at the log only when woken."""
+    Datasets(ledger, regions=REGIONS).register_dataset(tenant="acme", spec=spec("0"))
+    head = ledger.recorder.max_notification_id() or 0
+    runner = runner_on(ledger, view, ledger.recorder, poll_interval=60.0, **kwargs)
+    runner.start()
+    deadline = time.monotonic() + 10.0
+    while runner.position() < head and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.position() == head
+    return runner
