@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from adapters.exports.rego_sandbox import RegoSandbox
 
 
-def hold_gil_during_rego(library: Any = regopy.rego_shared) -> None:
+def hold_gil_during_rego() -> None:
     """Rebind regopy's functions to keep the GIL while librego runs.
 
     A call into librego is microseconds of CPU (evaluating a shipped policy
@@ -59,6 +59,7 @@ def hold_gil_during_rego(library: Any = regopy.rego_shared) -> None:
     CDLL without the release. Only shipped, bounded policies run in this
     process; tenants' own run in the sandbox's worker processes.
     """
+    library = regopy.rego_shared
     loaded = library.rego
     if isinstance(loaded, ctypes.PyDLL):
         return
