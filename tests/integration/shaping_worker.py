@@ -34,7 +34,7 @@ def hammer(
     is not a load any process makes, and on SQLite it measures the busy
     handler rather than the bucket: the holder takes the file's write lock
     again within microseconds while a waiter sleeps 1, 2, 5 ... ms between
-    tries, so one process took 75,918 times while another got in once (CI,
+    tries, so one process took 76,133 times while another got in once (CI,
     2 cores).
     """
     ledger = open_ledger(url, pool_size=1)
